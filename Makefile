@@ -1,0 +1,47 @@
+# CarePulse: `make demo` and `make test` set everything up themselves (idempotently).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SERVICE_PROJECTS := $(sort $(dir $(wildcard services/*/pyproject.toml)))
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench protos protos-check lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) tests/requirements.txt
+	@echo "==> [setup] virtualenv in $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	@echo "==> [setup] installing shared + services ($(SERVICE_PROJECTS:services/%/=%)) and test tools"
+	@$(BIN)/python -m pip install --quiet --progress-bar on \
+		-e "shared[streams,cli,embedded,grpc]" $(addprefix -e ,$(SERVICE_PROJECTS)) -r tests/requirements.txt
+	@touch $(STAMP)
+	@echo "==> [setup] done"
+
+protos: setup
+	@echo "==> [protos] regenerating gRPC code from protos/"
+	@$(BIN)/python protos/generate.py
+
+protos-check: setup
+	@$(BIN)/python protos/generate.py --check
+
+demo: setup
+	@echo "==> [demo] starting the embedded platform (Ctrl-C to stop)"
+	@$(BIN)/carepulse demo
+
+test: setup
+	@echo "==> [test] unit, integration and end-to-end tests (real Tansu broker + Valkey)"
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@echo "==> [bench] benchmarks (results in bench-results/)"
+	@$(BIN)/python -m tests.bench
+
+lint: setup
+	@$(BIN)/ruff check shared services tests
+
+clean:
+	rm -rf $(VENV) .run bench-results .pytest_cache

@@ -1,0 +1,1 @@
+"""CarePulse care: patient context, NEWS2 early-warning scores and alerts."""

@@ -1,0 +1,68 @@
+"""Codes the care service reads and writes, kept as data in one place.
+
+Inputs follow US Core vital signs (LOINC) and the NHS NEWS2 profile (SNOMED CT).
+"""
+
+from __future__ import annotations
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+
+# Observation.code (system, code) -> NEWS2 parameter measured by it.
+VITAL_CODES: dict[tuple[str, str], str] = {
+    (LOINC, "9279-1"): "respiratory_rate",
+    (LOINC, "8867-4"): "pulse",
+    (LOINC, "59408-5"): "spo2",  # oxygen saturation by pulse oximetry
+    (LOINC, "2708-6"): "spo2",  # oxygen saturation in arterial blood (US Core pulse-ox also carries it)
+    (LOINC, "8480-6"): "systolic_bp",
+    (LOINC, "8310-5"): "temperature",
+    (LOINC, "8331-1"): "temperature",  # oral
+    (LOINC, "8332-9"): "temperature",  # rectal
+    (LOINC, "8333-7"): "temperature",  # tympanic
+    (LOINC, "67775-7"): "consciousness",  # level of responsiveness
+    (SNOMED, "1104441000000107"): "consciousness",  # ACVPU (NHS NEWS2 profile)
+    (LOINC, "3151-8"): "air_or_oxygen",  # inhaled oxygen flow rate
+    (LOINC, "3150-0"): "air_or_oxygen",  # inhaled oxygen concentration
+}
+
+# Panels whose components carry the values (blood pressure, US Core pulse oximetry).
+PANEL_COMPONENTS: dict[tuple[str, str], str] = {
+    (LOINC, "8480-6"): "systolic_bp",
+    (LOINC, "3151-8"): "air_or_oxygen",
+    (LOINC, "3150-0"): "air_or_oxygen",
+}
+
+# ACVPU answers, by SNOMED CT code and by the letters/words EHRs send as text.
+ACVPU_SNOMED = {
+    "248234008": "A",  # mentally alert
+    "1104441000000107": "C",
+    "130987000": "C",  # acute confusion
+    "300202002": "V",  # responds to voice
+    "450847001": "P",  # responds to pain
+    "422768004": "U",  # unresponsive
+}
+ACVPU_WORDS = {
+    "a": "A", "alert": "A", "mentally alert": "A",
+    "c": "C", "confusion": "C", "new confusion": "C", "confused": "C",
+    "v": "V", "voice": "V", "verbal": "V", "responds to voice": "V",
+    "p": "P", "pain": "P", "responds to pain": "P",
+    "u": "U", "unresponsive": "U",
+}
+
+# What CarePulse writes.
+NEWS2_TOTAL = {"system": SNOMED, "code": "1104051000000101",
+               "display": "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score"}
+CAREPULSE_CS = "https://carepulse.dev/fhir/CodeSystem"
+NEWS2_PARAMETER_CS = f"{CAREPULSE_CS}/news2-parameter"
+NEWS2_BAND_CS = f"{CAREPULSE_CS}/news2-band"
+EVENT_CS = f"{CAREPULSE_CS}/event"
+PARAMETER_DISPLAY = {
+    "respiratory_rate": "Respiration rate",
+    "spo2": "SpO2 (scale 1)",
+    "air_or_oxygen": "Air or oxygen",
+    "systolic_bp": "Systolic blood pressure",
+    "pulse": "Pulse",
+    "consciousness": "Consciousness (ACVPU)",
+    "temperature": "Temperature",
+}

@@ -1,0 +1,37 @@
+"""``python -m carepulse.inference``: serve the model repository until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from carepulse.inference.server import InferenceServer
+from carepulse.inference.settings import InferenceSettings
+from carepulse.shared.logs import setup_logging
+
+log = logging.getLogger("carepulse.inference")
+
+
+async def serve(settings: InferenceSettings) -> None:
+    server = InferenceServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    settings = InferenceSettings()
+    setup_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``carepulse`` command line: one entry point for operators and developers."""

@@ -1,0 +1,1 @@
+"""Kafka helpers: one producer configuration, record headers, topic creation."""

@@ -1,0 +1,35 @@
+"""Settings, read once from ``CAREPULSE_*`` environment variables and passed down.
+
+Each service subclasses :class:`Settings` with its own fields; nothing reads the
+environment anywhere else, so a test can build a settings object and hand it in.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What every CarePulse process needs: where Kafka and Redis are, how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="CAREPULSE_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the patient-context store")
+    redis_password: SecretStr | None = Field(None, description="Redis password (kept out of the URL and logs)")
+    topic_prefix: str = Field("", description="Prefix put before every topic name (e.g. 'site-a.')")
+    log_format: Literal["json", "console"] = Field("console", description="Log line format")
+    log_level: str = Field("INFO", description="Root log level")
+    ingestion_url: str = Field("http://127.0.0.1:8080", description="Base URL of ingestion (used by the CLI)")
+    run_dir: str = Field(".run", description="Folder of the embedded platform's runs (logs, state)")
+    services: str = Field("", description="Services `carepulse up` starts, comma separated (empty: all installed)")
+    source_name: str = Field("carepulse", description="Value of the 'source' header and MessageHeader.source")
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

@@ -1,0 +1,155 @@
+"""Ingestion throughput vs ``fhir.resources`` validation alone, in the same process and run.
+
+Cases (resources are the HL7 R4 vital-sign examples, cycled, ids varied):
+* ``validation only`` — ``model_validate`` of each resource with fhir.resources (R4B): the
+  in-process limit, since ingestion validates every resource once;
+* ``intake core`` — ``Intake.accept`` + publish to a real Tansu broker, acks awaited in windows of 256;
+* ``HTTP single POSTs`` — the ingestion service as a subprocess, 16 concurrent clients POSTing
+  one resource each (``Prefer: return=minimal``);
+* ``HTTP batch Bundles`` — the same service, Bundles of 100 entries, 4 concurrent clients.
+The ratio is each case's resources/s over validation only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+import urllib.request
+
+from carepulse.shared.fhir.codec import _model_class
+from carepulse.shared.kafka.admin import create_topics
+from carepulse.shared.platform.processes import free_port, spawn, stop
+from carepulse.shared.platform.servers import start_broker
+from carepulse.shared.settings import Settings
+from carepulse.shared.topics import Topics
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "fhir" / "hl7-r4-official-examples"
+EXAMPLES = ["observation-example-heart-rate.json", "observation-example-respiratory-rate.json",
+            "observation-example-bloodpressure.json", "observation-example-body-temperature.json",
+            "observation-example-satO2.json"]
+DURATION_S = float(os.environ.get("CAREPULSE_BENCH_SECONDS", "3"))
+
+
+def resources(n: int) -> list[dict]:
+    docs = [json.loads((DATA / f).read_text()) for f in EXAMPLES]
+    return [dict(docs[i % len(docs)], id=f"bench-{i}") for i in range(n)]
+
+
+def _row(case: str, count: int, elapsed: float, latencies: list[float], base: float | None) -> dict:
+    rate = count / elapsed
+    lat = sorted(latencies)
+    return {"bench": "ingestion", "case": case, "throughput_per_s": round(rate, 1),
+            "p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else None,
+            "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
+            "ratio_vs_inprocess": round(rate / base, 2) if base else 1.0,
+            "notes": "resources/s"}
+
+
+def bench_validation(docs: list[dict]) -> tuple[int, float]:
+    model = _model_class("Observation")
+    raws = [json.dumps(d).encode() for d in docs]
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < DURATION_S:
+        for raw in raws[:500]:
+            model.model_validate(json.loads(raw))
+        n += 500
+    return n, time.perf_counter() - start
+
+
+def bench_intake(settings: Settings, docs: list[dict]) -> tuple[int, float]:
+    from carepulse.ingestion.intake import Intake
+    from carepulse.shared.kafka.producer import FhirProducer, make_producer
+
+    producer = FhirProducer(make_producer(settings, "bench"))
+    intake = Intake(Topics.with_prefix(settings.topic_prefix), producer, "bench", 10_000)
+    raws = [json.dumps(d).encode() for d in docs]
+
+    async def main() -> tuple[int, float]:
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < DURATION_S:
+            accepted = [intake.accept(raw, "Observation") for raw in raws[n % 2000: n % 2000 + 256]]
+            errors = await intake.publish(accepted)
+            assert not any(errors)
+            n += len(accepted)
+        return n, time.perf_counter() - start
+
+    try:
+        return asyncio.run(main())
+    finally:
+        producer.close()
+
+
+async def bench_http(url: str, bodies: list[tuple[str, bytes]], clients: int, per_body: int) -> tuple[int, float, list]:
+    import httpx
+
+    latencies: list[float] = []
+    count = 0
+    deadline = time.perf_counter() + DURATION_S
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+    async def client(i: int, c: httpx.AsyncClient) -> None:
+        nonlocal count
+        k = i
+        while time.perf_counter() < deadline:
+            path, body = bodies[k % len(bodies)]
+            t = time.perf_counter()
+            r = await c.post(path, content=body, headers=headers)
+            latencies.append(time.perf_counter() - t)
+            assert r.status_code < 300, r.text
+            count += per_body
+            k += clients
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(i, c) for i in range(clients)))
+        return count, time.perf_counter() - start, latencies
+
+
+def run(out_dir: pathlib.Path) -> list[dict]:
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-ingestion-"))
+    port = free_port()
+    broker = start_broker(port, tmp)
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}")
+    create_topics(settings, Topics.with_prefix(""))
+    docs = resources(4000)
+    rows = []
+    try:
+        n, el = bench_validation(docs)
+        base = n / el
+        rows.append(_row("fhir.resources validation only (in-process limit)", n, el, [], None))
+        n, el = bench_intake(settings, docs)
+        rows.append(_row("intake core: validate + publish, acks awaited", n, el, [], base))
+
+        http_port = free_port()
+        env = {**os.environ, "CAREPULSE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+               "CAREPULSE_INGESTION_PORT": str(http_port), "CAREPULSE_LOG_LEVEL": "WARNING"}
+        server = spawn([sys.executable, "-m", "carepulse.ingestion"], out_dir / "ingestion-server.log", env=env)
+        url = f"http://127.0.0.1:{http_port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            singles = [("/fhir/Observation", json.dumps(d).encode()) for d in docs]
+            n, el, lat = asyncio.run(bench_http(url, singles, 16, 1))
+            rows.append(_row("HTTP POST /fhir/Observation, 16 clients", n, el, lat, base))
+            bundles = [("/fhir", json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [
+                {"resource": d, "request": {"method": "PUT", "url": f"Observation/{d['id']}"}}
+                for d in docs[i:i + 100]]}).encode()) for i in range(0, len(docs), 100)]
+            n, el, lat = asyncio.run(bench_http(url, bundles, 4, 100))
+            rows.append(_row("HTTP POST /fhir batch of 100, 4 clients", n, el, lat, base))
+        finally:
+            stop(server)
+    finally:
+        stop(broker)
+    return rows

@@ -1,0 +1,103 @@
+"""End to end, through processes: vitals POSTed as FHIR -> NEWS2 on fhir.derived -> alerts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from carepulse.shared.demo.scenario import PROFILES, ROLES, patients, rounds, transaction
+from carepulse.shared.platform.supervisor import Platform
+from carepulse.shared.settings import Settings
+from carepulse.shared.testing.topics import TopicReader
+from carepulse.shared.topics import Topics
+
+pytestmark = pytest.mark.e2e
+TOPICS = Topics.with_prefix("")
+FHIR = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+
+def post_all(platform: Platform, bundles: list[dict]) -> None:
+    with httpx.Client(base_url=platform.ingestion_url, timeout=30) as c:
+        for b in bundles:
+            r = c.post("/fhir", content=json.dumps(b), headers=FHIR)
+            assert r.status_code == 200, r.text
+            assert all(e["response"]["status"].startswith("2") for e in r.json()["entry"])
+
+
+def news2_scores(records: list) -> dict[str, dict[str, int]]:
+    """Patient -> {observation id: total} of the NEWS2 Observations on fhir.derived."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        doc = r.json()
+        if doc["resourceType"] == "Observation":
+            out.setdefault(r.key, {})[doc["id"]] = doc["valueInteger"]
+    return out
+
+
+def test_deteriorating_patient_alerts_and_stable_one_does_not(platform: Platform, platform_settings: Settings) -> None:
+    post_all(platform, [transaction(list(patients().values()))])
+    post_all(platform, [b for rnd in rounds() for b in rnd])
+    reader = TopicReader(platform_settings)
+    try:
+        # 3 patients x 5 rounds = 15 scores, each with its Provenance.
+        derived = reader.read(TOPICS.derived, at_least=30, timeout=60)
+        alerts = reader.read(TOPICS.alerts, at_least=3, timeout=30, settle=2.0)
+    finally:
+        reader.close()
+    scores = news2_scores(derived)
+    det, stable = f"Patient/{ROLES['deteriorating']}", f"Patient/{ROLES['stable']}"
+    by_time = sorted((r.json()["effectiveDateTime"], r.json()["valueInteger"]) for r in derived
+                     if r.key == det and r.json()["resourceType"] == "Observation")
+    assert [total for _, total in by_time] == [0, 1, 6, 12, 19]
+    assert set(scores[stable].values()) == {0}
+    alerted = [(a.key, a.json()["entry"][2]["resource"]["valueInteger"]) for a in alerts]
+    assert (det, 6) in alerted and (det, 12) in alerted
+    assert not any(k == stable for k, _ in alerted)
+    assert len(alerted) == 3  # medium, then high, for one; low-medium for the other; no flood
+    for a in alerts:
+        bundle = a.json()
+        assert bundle["type"] == "message" and bundle["entry"][0]["resource"]["resourceType"] == "MessageHeader"
+
+
+def test_killing_the_care_worker_mid_stream_loses_no_score(platform: Platform, platform_settings: Settings) -> None:
+    n_patients = 40
+    roles = {f"p{i}": str(uuid.uuid4()) for i in range(n_patients)}
+    profiles = {role: PROFILES["deteriorating"][:3] for role in roles}
+    bundles = [b for rnd in rounds(datetime.now(UTC) - timedelta(hours=3), profiles, roles) for b in rnd]
+    expected_sets = n_patients * 3
+    care = next(r for r in platform.services if r.spec.name == "care")
+
+    reader = TopicReader(platform_settings)
+    try:
+        before = len(reader.read(TOPICS.derived, timeout=2))
+        post_all(platform, bundles[: len(bundles) // 2])
+        # Kill -9 as soon as the worker is visibly mid-stream.
+        deadline = time.monotonic() + 60
+        while len(reader.read(TOPICS.derived, timeout=0.5)) - before < 10:
+            assert time.monotonic() < deadline, "care produced nothing"
+        os.kill(care.proc.pid, signal.SIGKILL)
+        care.proc.wait(10)
+        post_all(platform, bundles[len(bundles) // 2:])  # events keep flowing while it is down
+        platform.restart("care")
+        wanted = set(roles.values())
+        deadline = time.monotonic() + 120
+        while True:
+            derived = reader.read(TOPICS.derived, timeout=1)
+            scores = news2_scores(derived)
+            got = sum(len(v) for k, v in scores.items() if k.split("/", 1)[1] in wanted)
+            if got >= expected_sets or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        reader.close()
+    ours = {k: v for k, v in scores.items() if k.split("/", 1)[1] in wanted}
+    # Every observation set scored exactly once by id (re-publications reuse the id).
+    assert sum(len(v) for v in ours.values()) == expected_sets
+    assert all(sorted(v.values()) == [0, 1, 6] for v in ours.values())
