@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from carepulse.care.processor import CareProcessor, Outgoing
+from carepulse.care.processor import CareProcessor
 from carepulse.shared.context_store import PatientContextStore, make_redis
 from carepulse.shared.demo.scenario import PROFILES, ROLES, Round, rounds
 from carepulse.shared.fhir import parse_resource
+from carepulse.shared.kafka.streams import Outgoing
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 

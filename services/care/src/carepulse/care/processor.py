@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,20 +23,10 @@ from carepulse.care.resources import alert_bundle, news2_observation, provenance
 from carepulse.shared.context_store import PatientContextStore
 from carepulse.shared.fhir.references import patient_key
 from carepulse.shared.kafka.headers import Headers, fhir_headers, header, stable_id
+from carepulse.shared.kafka.streams import Outgoing, Publish
 from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: str
-    value: bytes
-    headers: Headers
-
-
-Publish = Callable[[Outgoing], Awaitable[None]]
 
 
 @dataclass(frozen=True)

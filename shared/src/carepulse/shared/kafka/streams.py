@@ -3,21 +3,35 @@
 Timeouts follow FIELD-NOTES: with faust's defaults a new consumer group waits
 ~20 s for its first record on Tansu; these values bring that to a few seconds.
 Records are raw bytes (FHIR JSON exactly as validated at the edge); handlers
-decode what they need.
+decode what they need. Workers register typed handlers with :func:`add_handler`
+and publish with :func:`make_publisher`; the Kafka loop is written once, here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
+from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from carepulse.shared.fhir.codec import Issue
+from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.health import HealthChecks
-from carepulse.shared.metrics import render_metrics
+from carepulse.shared.kafka.deadletter import deadletter_headers
+from carepulse.shared.kafka.headers import Headers, header
+from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_stream_app(
@@ -59,6 +73,10 @@ def make_stream_app(
         stream_wait_empty=True,
     )
 
+    # Ready once the consumer group has settled: the first rebalance is complete and
+    # none is in progress (during one, no partition is being consumed).
+    health.add("kafka", lambda: app.rebalancing_count > 0 and not app.rebalancing)
+
     @app.page("/livez")
     async def livez(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
@@ -75,4 +93,98 @@ def make_stream_app(
     return app
 
 
-Handler = Callable[..., Awaitable[None]]
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to publish: the value is FHIR JSON bytes, the key ``Patient/<id>``."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: Headers
+
+
+Publish = Callable[[Outgoing], Awaitable[None]]
+# A handler gets (key, value, headers) of one record and raises ValueError (or a
+# subclass) for input that can never be processed: that record is dead-lettered.
+Handler = Callable[[bytes | None, bytes, Headers], Awaitable[object]]
+
+# Dependencies being down is not the record's fault: retry, holding the partition.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError, RedisTimeoutError, KafkaError, ConnectionError, asyncio.TimeoutError,
+)
+PERMANENT: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError)
+
+
+def make_publisher(app: faust.App) -> Publish:
+    """A coroutine that publishes one record and returns once the broker acknowledged it."""
+    topics: dict[str, faust.TopicT] = {}
+
+    async def publish(rec: Outgoing) -> None:
+        topic = topics.get(rec.topic)
+        if topic is None:
+            topic = topics[rec.topic] = app.topic(rec.topic, value_serializer="raw", key_serializer="raw")
+        fut = await topic.send(key=rec.key.encode(), value=rec.value, headers=rec.headers)
+        await fut  # the input may be committed only after its outputs are acknowledged
+
+    return publish
+
+
+def _headers(event: Any) -> Headers:
+    raw = getattr(event, "headers", None) or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+def add_handler(
+    app: faust.App,
+    source_topic: str,
+    handler: Handler,
+    *,
+    service: str,
+    deadletter_topic: str,
+    source_name: str,
+    publish: Publish,
+) -> None:
+    """Run ``handler`` on every record of ``source_topic``, at least once, in order per partition.
+
+    Input the handler rejects (``PERMANENT`` errors) goes to ``deadletter_topic`` with its
+    original bytes and an OperationOutcome; a dependency that is down is retried with
+    back-off, since acknowledging the record would lose it.
+    """
+    ok = records_total().labels(service, source_topic, "ok")
+    invalid = records_total().labels(service, source_topic, "invalid")
+    timer = processing_seconds().labels(service, source_topic)
+
+    async def dead_letter(event: Any, headers: Headers, reason: str) -> None:
+        msg = event.message
+        outcome = operation_outcome([Issue("processing", reason)])
+        event_id = header(headers, "event-id") or f"{msg.topic}:{msg.partition}:{msg.offset}"
+        dl_headers = deadletter_headers(outcome, source_name, event_id, origin_topic=msg.topic,
+                                        origin_offset=msg.offset, stage=service)
+        key = (event.key or b"").decode(errors="replace")
+        await publish(Outgoing(deadletter_topic, key, event.value or b"", dl_headers))
+        invalid.inc()
+        log.warning("record dead-lettered", extra={"fields": {"topic": msg.topic, "offset": msg.offset,
+                                                              "reason": reason[:200]}})
+
+    async def consume(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            headers = _headers(event)
+            delay = 0.5
+            while True:
+                started = time.perf_counter()
+                try:
+                    await handler(event.key, event.value, headers)
+                    ok.inc()
+                    timer.observe(time.perf_counter() - started)
+                    break
+                except TRANSIENT as exc:
+                    log.warning("dependency unavailable, retrying", extra={"fields": {"error": type(exc).__name__}})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                except PERMANENT as exc:
+                    await dead_letter(event, headers, f"{type(exc).__name__}: {exc}")
+                    break
+
+    source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
+    app.agent(source, name=f"{service}.{source_topic}")(consume)
