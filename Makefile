@@ -7,9 +7,18 @@ STAMP := $(VENV)/.installed
 SERVICE_PROJECTS := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench protos protos-check lint clean
+.PHONY: setup system-deps demo test bench protos protos-check lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# Debian packages some integration tests need (e.g. a real PACS); installed when missing.
+system-deps:
+	@missing=$$(for p in $$(grep -v '^#' tests/debian-packages.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "==> [setup] installing Debian packages: $$missing"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "run as root or install: sudo apt-get install $$missing"; exit 1; fi; \
+	fi
 
 $(STAMP): pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) tests/requirements.txt
 	@echo "==> [setup] virtualenv in $(VENV)"
