@@ -97,6 +97,8 @@ class Platform:
             progress(f"starting {spec.name}")
             proc = spawn([sys.executable, "-m", spec.module], log, env=self._service_env(spec, ports))
             self.services.append(Running(spec, proc, ports, log))
+            if spec.name == "inference":  # the stream workers that follow call it here
+                self.extra_env["CAREPULSE_INFERENCE_URL"] = f"127.0.0.1:{ports['CAREPULSE_INFERENCE_GRPC_PORT']}"
         self.write_state()
         self.wait_ready(ready_timeout, progress)
 
