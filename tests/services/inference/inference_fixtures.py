@@ -153,7 +153,7 @@ class ServerThread:
 
 def local_settings(repo: Path, **overrides: Any) -> InferenceSettings:
     """Settings for a test server: loopback only, ephemeral ports, CPU."""
-    values: dict[str, Any] = dict(model_repository=repo, inference_host="127.0.0.1", inference_grpc_port=0,
+    values: dict[str, Any] = dict(model_repository=repo, bind_host="127.0.0.1", inference_grpc_port=0,
                                   inference_metrics_port=0, inference_providers="cpu", inference_threads=1,
                                   inference_shutdown_grace_s=1.0)
     values.update(overrides)

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CAREPULSE_", extra="ignore", frozen=True)
 
+    bind_host: str = Field(
+        "127.0.0.1", description="Address servers listen on (0.0.0.0 in containers; loopback on one machine)"
+    )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
     )

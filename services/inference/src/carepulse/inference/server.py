@@ -58,7 +58,7 @@ class InferenceServer:
         return self._ready
 
     async def start(self) -> None:
-        host = self._settings.inference_host
+        host = self._settings.bind_host
         await self._set_serving(False)
         self._grpc = grpc.aio.server(options=_GRPC_OPTIONS)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(

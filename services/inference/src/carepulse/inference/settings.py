@@ -11,7 +11,6 @@ from carepulse.shared.settings import Settings
 
 class InferenceSettings(Settings):
     model_repository: Path = Field(Path("models"), description="Triton-layout model repository")
-    inference_host: str = Field("0.0.0.0", description="Address the gRPC and HTTP listeners bind")
     inference_grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port (0: any free port)")
     inference_metrics_port: int = Field(
         8002, ge=0, le=65535, description="HTTP port of /metrics, /livez, /readyz (0: any free port)"

@@ -16,7 +16,7 @@ def main() -> None:
     producer = FhirProducer(make_producer(settings, client_id="carepulse-ingestion"))
     app = create_app(settings, producer)
     try:
-        uvicorn.run(app, host=settings.ingestion_host, port=settings.ingestion_port,
+        uvicorn.run(app, host=settings.bind_host, port=settings.ingestion_port,
                     log_config=None, access_log=False, lifespan="off")
     finally:
         producer.close()

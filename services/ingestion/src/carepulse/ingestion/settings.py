@@ -8,7 +8,6 @@ from carepulse.shared.settings import Settings
 
 
 class IngestionSettings(Settings):
-    ingestion_host: str = Field("127.0.0.1", description="Address the FHIR REST API binds to")
     ingestion_port: int = Field(8080, description="Port of the FHIR REST API")
     ingestion_max_body_bytes: int = Field(
         16 * 1024 * 1024, description="Largest accepted request body (413 beyond it)"

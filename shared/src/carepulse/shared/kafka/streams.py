@@ -56,7 +56,7 @@ def make_stream_app(
         store="memory://",
         datadir=str(data_dir),
         web_enabled=True,
-        web_host="127.0.0.1" if settings.kafka_servers[0].startswith("127.") else "0.0.0.0",
+        web_host=settings.bind_host,
         web_port=web_port,
         web_in_thread=False,
         topic_allow_declare=False,
