@@ -32,13 +32,21 @@ def post_all(platform: Platform, bundles: list[dict]) -> None:
 
 
 def news2_scores(records: list) -> dict[str, dict[str, int]]:
-    """Patient -> {observation id: total} of the NEWS2 Observations on fhir.derived."""
+    """Patient -> {observation id: total} of the final NEWS2 Observations on fhir.derived."""
     out: dict[str, dict[str, int]] = {}
     for r in records:
         doc = r.json()
-        if doc["resourceType"] == "Observation":
+        if doc["resourceType"] == "Observation" and doc["status"] == "final":
             out.setdefault(r.key, {})[doc["id"]] = doc["valueInteger"]
     return out
+
+
+def message(bundle: dict) -> tuple[str, str, int | None]:
+    """(patient, event code, NEWS2 total) of an alert message Bundle."""
+    res = [e["resource"] for e in bundle["entry"]]
+    flag = next(r for r in res if r["resourceType"] == "Flag")
+    obs = next((r for r in res if r["resourceType"] == "Observation"), None)
+    return flag["subject"]["reference"], res[0]["eventCoding"]["code"], obs["valueInteger"] if obs else None
 
 
 def test_deteriorating_patient_alerts_and_stable_one_does_not(platform: Platform, platform_settings: Settings) -> None:
@@ -46,24 +54,28 @@ def test_deteriorating_patient_alerts_and_stable_one_does_not(platform: Platform
     post_all(platform, [b for rnd in rounds() for b in rnd])
     reader = TopicReader(platform_settings)
     try:
-        # 3 patients x 5 rounds = 15 scores, each with its Provenance.
-        derived = reader.read(TOPICS.derived, at_least=30, timeout=60)
-        alerts = reader.read(TOPICS.alerts, at_least=3, timeout=30, settle=2.0)
+        # 3 patients x 5 rounds = 15 final scores (+1 early one), each with Provenance and a RiskAssessment.
+        derived = reader.read(TOPICS.derived, at_least=64, timeout=60)
+        alerts = reader.read(TOPICS.alerts, at_least=4, timeout=30, settle=2.0)
     finally:
         reader.close()
-    scores = news2_scores(derived)
-    det, stable = f"Patient/{ROLES['deteriorating']}", f"Patient/{ROLES['stable']}"
-    by_time = sorted((r.json()["effectiveDateTime"], r.json()["valueInteger"]) for r in derived
-                     if r.key == det and r.json()["resourceType"] == "Observation")
-    assert [total for _, total in by_time] == [0, 1, 6, 12, 19]
-    assert set(scores[stable].values()) == {0}
-    alerted = [(a.key, a.json()["entry"][2]["resource"]["valueInteger"]) for a in alerts]
-    assert (det, 6) in alerted and (det, 12) in alerted
-    assert not any(k == stable for k, _ in alerted)
-    assert len(alerted) == 3  # medium, then high, for one; low-medium for the other; no flood
+    det, stable, watch = (f"Patient/{ROLES[r]}" for r in ("deteriorating", "stable", "watch"))
+    finals = sorted((d["subject"]["reference"], d["effectiveDateTime"], d["valueInteger"])
+                    for d in (r.json() for r in derived)
+                    if d["resourceType"] == "Observation" and d["status"] == "final")
+    by_patient: dict[str, list[int]] = {}
+    for ref, _, total in finals:
+        by_patient.setdefault(ref, []).append(total)
+    assert by_patient == {det: [0, 1, 6, 12, 19], stable: [0] * 5, watch: [0, 0, 3, 0, 0]}
+    got = [message(a.json()) for a in alerts]
+    # One alert per episode: medium then high for one patient (the high one sent early, on the
+    # incomplete set's lower bound of 9), low-medium and its resolution for another, none for
+    # the stable patient.
+    assert sorted(got) == sorted([(det, "news2-alert", 6), (det, "news2-alert", 9), (watch, "news2-alert", 3),
+                                  (watch, "news2-resolved", 0)])
+    assert all(a.key in (det, watch) for a in alerts)
     for a in alerts:
-        bundle = a.json()
-        assert bundle["type"] == "message" and bundle["entry"][0]["resource"]["resourceType"] == "MessageHeader"
+        assert a.json()["type"] == "message" and a.json()["entry"][0]["resource"]["resourceType"] == "MessageHeader"
 
 
 def test_killing_the_care_worker_mid_stream_loses_no_score(platform: Platform, platform_settings: Settings) -> None:

@@ -11,7 +11,7 @@ def test_default_names_follow_the_architecture() -> None:
 
 def test_prefix_applies_to_every_topic() -> None:
     assert all(n.startswith("site-a.") for n in Topics.with_prefix("site-a.").all())
-    assert len(set(Topics.with_prefix().all())) == 9
+    assert len(set(Topics.with_prefix().all())) == 10
 
 
 def test_routing_by_type() -> None:

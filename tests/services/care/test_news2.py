@@ -95,3 +95,28 @@ def test_all_parameters_add_up() -> None:
                            consciousness=Consciousness.VOICE, temperature=35.0))
     assert s.total == 3 + 3 + 2 + 3 + 3 + 3 + 3
     assert s.band is Band.HIGH
+
+
+# SpO2 scale 2 (hypercapnic respiratory failure): RCP chart, air and oxygen columns.
+SPO2_SCALE2 = [(83, False, 3), (84, False, 2), (85, False, 2), (86, False, 1), (87, False, 1), (88, False, 0),
+               (92, False, 0), (93, False, 0), (99, False, 0), (93, True, 1), (94, True, 1), (95, True, 2),
+               (96, True, 2), (97, True, 3), (88, True, 0)]
+
+
+@pytest.mark.parametrize(("spo2", "on_oxygen", "expected"), SPO2_SCALE2)
+def test_spo2_scale2(spo2: float, on_oxygen: bool, expected: int) -> None:
+    from carepulse.care.news2 import score_spo2_scale2
+
+    assert score_spo2_scale2(spo2, on_oxygen) == expected
+
+
+def test_scale2_patient_at_target_scores_zero_for_spo2() -> None:
+    s = score_news2(vitals(spo2=89, spo2_scale2=True))
+    assert s.subscores["spo2"] == 0 and s.spo2_scale == 2
+    assert score_news2(vitals(spo2=89)).subscores["spo2"] == 3  # the same reading on scale 1
+
+
+def test_incomplete_set_is_a_lower_bound_naming_what_is_missing() -> None:
+    s = score_news2(vitals(temperature=None, consciousness=None, respiratory_rate=26))
+    assert s.missing == ("consciousness", "temperature") and not s.complete
+    assert s.total == 3 and "temperature" not in s.subscores

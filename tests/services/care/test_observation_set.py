@@ -21,16 +21,23 @@ def test_complete_set_is_assembled_with_sorted_sources() -> None:
     assert not s.oxygen_recorded and not s.vitals.on_oxygen
 
 
-def test_missing_parameter_gives_no_set() -> None:
+def test_missing_parameter_is_reported() -> None:
     lt = latest()
     del lt["temperature"]
-    assert assemble(lt, T, 900) is None
+    s = assemble(lt, T, 900)
+    assert s is not None and s.missing == ("temperature",) and s.vitals.temperature is None
 
 
 def test_readings_from_another_round_are_not_mixed() -> None:
     lt = latest()
     lt["pulse"] = {"value": 120, "t": T + 3600, "source": "Observation/new-pulse"}
-    assert assemble(lt, T + 3600, 900) is None
+    s = assemble(lt, T + 3600, 900)
+    assert s is not None and s.sources == ("Observation/new-pulse",)
+    assert set(s.missing) == {"respiratory_rate", "spo2", "systolic_bp", "consciousness", "temperature"}
+
+
+def test_nothing_in_the_window_gives_no_set() -> None:
+    assert assemble(latest(), T + 7200, 900) is None
 
 
 def test_oxygen_reading_in_the_set_counts() -> None:

@@ -39,6 +39,7 @@ class Topics:
     imaging: str
     derived: str
     alerts: str
+    alerts_retry: str
     deadletter: str
 
     @classmethod
@@ -52,6 +53,7 @@ class Topics:
             "imaging": "fhir.imaging",
             "derived": "fhir.derived",
             "alerts": "carepulse.alerts",
+            "alerts_retry": "carepulse.alerts.retry",
             "deadletter": "fhir.deadletter",
         }
         return cls(**{k: prefix + v for k, v in base.items()})

@@ -66,3 +66,32 @@ PARAMETER_DISPLAY = {
     "consciousness": "Consciousness (ACVPU)",
     "temperature": "Temperature",
 }
+
+# Key labs for sepsis screening: LOINC code -> (lab, canonical unit).
+LAB_CODES: dict[tuple[str, str], str] = {
+    (LOINC, "2524-7"): "lactate",  # lactate [moles/volume] in serum or plasma
+    (LOINC, "32693-4"): "lactate",  # lactate in blood
+    (LOINC, "2519-7"): "lactate",  # lactate [mass/volume] in blood (converted)
+    (LOINC, "6690-2"): "wbc",  # leukocytes in blood by automated count
+    (LOINC, "26464-8"): "wbc",  # leukocytes in blood
+    (LOINC, "2160-0"): "creatinine",  # creatinine in serum or plasma
+    (LOINC, "38483-4"): "creatinine",  # creatinine in blood
+}
+
+# Hypercapnic respiratory failure: the NEWS2 chart's indication for SpO2 scale 2.
+HYPERCAPNIC_ICD10 = ("J96.02", "J96.12", "J96.22", "J96.92", "E66.2")
+HYPERCAPNIC_SNOMED = {"65710008"}  # acute respiratory failure with hypercapnia
+# An explicit per-patient flag (on Patient or Condition) that a clinician prescribed scale 2.
+SPO2_SCALE2_EXTENSION = "https://carepulse.dev/fhir/StructureDefinition/news2-spo2-scale-2"
+
+# Infection: conditions and findings that are an infection signal for the sepsis screen.
+INFECTION_ICD10_PREFIXES = ("A40", "A41", "J12", "J13", "J14", "J15", "J16", "J17", "J18", "J20", "J21", "J22",
+                            "N39.0", "N10", "N30.0", "L03", "K65", "K81.0", "A09", "U07.1", "B34", "J69")
+INFECTION_SNOMED = {
+    "233604007": "pneumonia", "385093006": "community acquired pneumonia", "68566005": "urinary tract infection",
+    "128045006": "cellulitis", "91302008": "sepsis", "840539006": "COVID-19", "45816000": "pyelonephritis",
+    "10509002": "acute bronchitis", "444814009": "viral sinusitis", "195662009": "acute viral pharyngitis",
+    "43878008": "streptococcal sore throat", "75498004": "acute bacterial sinusitis",
+    "36971009": "sinusitis", "38822007": "cystitis",
+}
+POSITIVE_INTERPRETATIONS = {"POS", "A", "AA", "H", "HH", "DET", "abnormal"}

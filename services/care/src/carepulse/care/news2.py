@@ -1,8 +1,9 @@
 """NEWS2, the National Early Warning Score 2 (Royal College of Physicians, 2017).
 
 Plain functions, no I/O: the worker feeds in one observation set and publishes what
-comes out. Thresholds are the RCP chart's; SpO2 uses scale 1 (scale 2, for
-hypercapnic respiratory failure, comes with the complete care service).
+comes out. Thresholds are the RCP chart's. SpO2 scale 2 is for patients with
+hypercapnic respiratory failure and a prescribed target of 88–92 %; everyone else is
+scored on scale 1.
 """
 
 from __future__ import annotations
@@ -41,15 +42,20 @@ PARAMETERS = ("respiratory_rate", "spo2", "air_or_oxygen", "systolic_bp", "pulse
 
 @dataclass(frozen=True)
 class VitalSigns:
-    """One observation set, in the chart's units (breaths/min, %, mmHg, beats/min, °C)."""
+    """One observation set, in the chart's units (breaths/min, %, mmHg, beats/min, °C).
 
-    respiratory_rate: float
-    spo2: float
+    A parameter not measured in the set is None; the score then covers the others and
+    says which are missing (a lower bound of the full score).
+    """
+
+    respiratory_rate: float | None
+    spo2: float | None
     on_oxygen: bool
-    systolic_bp: float
-    pulse: float
-    consciousness: Consciousness
-    temperature: float
+    systolic_bp: float | None
+    pulse: float | None
+    consciousness: Consciousness | None
+    temperature: float | None
+    spo2_scale2: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,16 @@ class News2Score:
     total: int
     subscores: dict[str, int]
     band: Band
+    missing: tuple[str, ...] = ()
+    spo2_scale: int = 1
 
     @property
     def any_parameter_3(self) -> bool:
         return any(v == 3 for v in self.subscores.values())
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
 
 
 def score_respiratory_rate(rr: float) -> int:
@@ -83,6 +95,23 @@ def score_spo2_scale1(spo2: float) -> int:
     if spo2 <= 95:
         return 1
     return 0
+
+
+def score_spo2_scale2(spo2: float, on_oxygen: bool) -> int:
+    """Scale 2: 88–92 % scores 0; above 92 % scores only on supplemental oxygen."""
+    if spo2 <= 83:
+        return 3
+    if spo2 <= 85:
+        return 2
+    if spo2 <= 87:
+        return 1
+    if spo2 <= 92 or not on_oxygen:
+        return 0
+    if spo2 <= 94:
+        return 1
+    if spo2 <= 96:
+        return 2
+    return 3
 
 
 def score_air_or_oxygen(on_oxygen: bool) -> int:
@@ -145,15 +174,18 @@ def band_for(total: int, any_parameter_3: bool) -> Band:
 
 
 def score_news2(v: VitalSigns) -> News2Score:
-    """Aggregate NEWS2 of one complete observation set."""
-    subs = {
-        "respiratory_rate": score_respiratory_rate(v.respiratory_rate),
-        "spo2": score_spo2_scale1(v.spo2),
-        "air_or_oxygen": score_air_or_oxygen(v.on_oxygen),
-        "systolic_bp": score_systolic_bp(v.systolic_bp),
-        "pulse": score_pulse(v.pulse),
-        "consciousness": score_consciousness(v.consciousness),
-        "temperature": score_temperature(v.temperature),
+    """Aggregate NEWS2 of one observation set (partial if parameters are missing)."""
+    scorers = {
+        "respiratory_rate": (v.respiratory_rate, score_respiratory_rate),
+        "spo2": (v.spo2, (lambda x: score_spo2_scale2(x, v.on_oxygen)) if v.spo2_scale2 else score_spo2_scale1),
+        "air_or_oxygen": (v.on_oxygen, score_air_or_oxygen),
+        "systolic_bp": (v.systolic_bp, score_systolic_bp),
+        "pulse": (v.pulse, score_pulse),
+        "consciousness": (v.consciousness, score_consciousness),
+        "temperature": (v.temperature, score_temperature),
     }
+    subs = {p: fn(value) for p, (value, fn) in scorers.items() if value is not None}  # type: ignore[operator]
+    missing = tuple(p for p, (value, _) in scorers.items() if value is None)
     total = sum(subs.values())
-    return News2Score(total=total, subscores=subs, band=band_for(total, any(s == 3 for s in subs.values())))
+    return News2Score(total=total, subscores=subs, band=band_for(total, any(s == 3 for s in subs.values())),
+                      missing=missing, spo2_scale=2 if v.spo2_scale2 else 1)

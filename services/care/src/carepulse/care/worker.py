@@ -1,10 +1,11 @@
-"""Faust wiring of the care worker: observation topic in, CareProcessor, topics out."""
+"""Faust wiring of the care worker: topics in, CareProcessor, topics out."""
 
 from __future__ import annotations
 
 import faust
 
 from carepulse.care.processor import CareProcessor
+from carepulse.care.relay import WebhookRelay
 from carepulse.care.settings import CareSettings
 from carepulse.shared.context_store import PatientContextStore, make_redis
 from carepulse.shared.health import HealthChecks
@@ -23,9 +24,19 @@ def build_app(settings: CareSettings) -> faust.App:
     )
     health.add("redis", store.ping)
     publish = make_publisher(app)
-    processor = CareProcessor(
-        topics, store, publish, source_name=settings.source_name, set_tolerance_s=settings.care_set_tolerance_s
-    )
-    add_handler(app, topics.observation, processor.on_observation, service=SERVICE,
-                deadletter_topic=topics.deadletter, source_name=settings.source_name, publish=publish)
+    processor = CareProcessor(topics, store, publish, settings)
+    handlers = {
+        topics.observation: processor.on_observation,
+        topics.patient: processor.on_context,
+        topics.clinical: processor.on_context,
+        topics.derived: processor.on_derived,
+    }
+    urls = [u.strip() for u in settings.webhook_urls.split(",") if u.strip()]
+    if urls:
+        relay = WebhookRelay(urls, settings, topics, publish)
+        handlers[topics.alerts] = relay.deliver
+        handlers[topics.alerts_retry] = relay.redeliver
+    for topic, handler in handlers.items():
+        add_handler(app, topic, handler, service=SERVICE, deadletter_topic=topics.deadletter,
+                    source_name=settings.source_name, publish=publish)
     return app

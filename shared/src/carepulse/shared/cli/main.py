@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import signal
 import threading
@@ -28,6 +30,16 @@ app = typer.Typer(help="CarePulse: clinical AI on live FHIR data.", no_args_is_h
                   pretty_exceptions_show_locals=False)
 app.add_typer(models.app, name="models")
 console = Console()
+
+
+def _add_service_commands(name: str, module: str) -> None:
+    """Commands a service ships (e.g. ``carepulse context`` from care), when it is installed."""
+    if importlib.util.find_spec(module.split(".")[0] + "." + module.split(".")[1]) is None:
+        return
+    app.add_typer(importlib.import_module(module).app, name=name)
+
+
+_add_service_commands("context", "carepulse.care.cli")
 _SEVERITY_STYLE = {"high": "bold red", "moderate": "yellow", "low": "cyan"}
 
 
