@@ -33,17 +33,35 @@ def follow(settings: Settings, from_beginning: bool, stop: threading.Event | Non
         consumer.close()
 
 
+_SEVERITY_RANK = {"low": 0, "moderate": 1, "high": 2}
+
+
 def summarise(bundle: dict[str, Any]) -> dict[str, str]:
-    """The parts of an alert Bundle a person reads first."""
+    """The parts of an alert message Bundle a person reads first."""
     resources = [e.get("resource", {}) for e in bundle.get("entry", [])]
+    header = resources[0] if resources else {}
     issue = next((r for r in resources if r.get("resourceType") == "DetectedIssue"), {})
-    obs = next((r for r in resources if r.get("resourceType") == "Observation"), {})
-    band = ((obs.get("interpretation") or [{}])[0].get("coding") or [{}])[0].get("code", "")
+    flag = next((r for r in resources if r.get("resourceType") == "Flag"), {})
+    risk = next((r for r in resources if r.get("resourceType") in ("RiskAssessment", "Observation")), {})
+    band = ((risk.get("interpretation") or [{}])[0].get("coding") or [{}])[0].get("code", "")
+    if risk.get("resourceType") == "RiskAssessment":
+        band = risk["prediction"][0]["qualitativeRisk"]["coding"][0]["code"]
+    event = header.get("eventCoding", {})
     return {
-        "time": str(issue.get("identifiedDateTime", bundle.get("timestamp", ""))),
-        "patient": str((issue.get("patient") or {}).get("reference", "")),
-        "severity": str(issue.get("severity", "")),
+        "event": str(event.get("code", "")),
+        "title": str(event.get("display", "")),
+        "time": str(issue.get("identifiedDateTime") or bundle.get("timestamp", "")),
+        "patient": str((flag.get("subject") or issue.get("patient") or {}).get("reference", "")),
+        "severity": str(issue.get("severity", "low")),
         "band": band,
-        "score": str(obs.get("valueInteger", "")),
-        "detail": str(issue.get("detail", "")),
+        "detail": str(issue.get("detail", (flag.get("code") or {}).get("text", ""))),
     }
+
+
+def matches(summary: dict[str, str], patient: str | None, level: str | None) -> bool:
+    """Filter of ``carepulse alerts``: one patient, and/or a severity at least ``level``."""
+    if patient and summary["patient"] != f"Patient/{patient.removeprefix('Patient/')}":
+        return False
+    if level and not summary["event"].endswith("-resolved"):
+        return _SEVERITY_RANK.get(summary["severity"], 0) >= _SEVERITY_RANK.get(level, 0)
+    return True

@@ -20,7 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from carepulse.shared.cli import models
-from carepulse.shared.cli.alerts import follow, summarise
+from carepulse.shared.cli.alerts import follow, matches, summarise
 from carepulse.shared.cli.send import SendReport, files_in, requests_for, send_one
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.platform.supervisor import Platform, probe
@@ -149,13 +149,19 @@ def print_alert(bundle: dict, as_json: bool) -> None:
         return
     s = summarise(bundle)
     style = _SEVERITY_STYLE.get(s["severity"], "")
-    console.print(f"[{style}]ALERT {s['band'].upper():<10}[/] NEWS2 {s['score']:>2}  {s['patient']}  {s['time']}")
+    if s["event"].endswith("-resolved"):
+        console.print(f"[green]RESOLVED[/] {s['title']}  {s['patient']}  {s['time']}")
+        return
+    label = "REMINDER" if s["event"].endswith("-reminder") else "ALERT"
+    console.print(f"[{style}]{label} {s['title']}: {s['band'].upper()}[/]  {s['patient']}  {s['time']}")
     console.print(f"      {s['detail']}")
 
 
 @app.command()
 def alerts(json_out: Annotated[bool, typer.Option("--json", help="One alert Bundle per line, as JSON")] = False,
            from_beginning: Annotated[bool, typer.Option(help="Replay alerts already on the topic")] = False,
+           patient: Annotated[str | None, typer.Option(help="Only this patient (id or Patient/id)")] = None,
+           level: Annotated[str | None, typer.Option(help="Only this severity or higher: low, moderate, high")] = None,
            kafka: KafkaOpt = None) -> None:
     """Follow carepulse.alerts and print each alert."""
     settings = _settings()
@@ -165,7 +171,8 @@ def alerts(json_out: Annotated[bool, typer.Option("--json", help="One alert Bund
     settings = _settings(kafka)
     try:
         for bundle in follow(settings, from_beginning):
-            print_alert(bundle, json_out)
+            if matches(summarise(bundle), patient, level):
+                print_alert(bundle, json_out)
     except KeyboardInterrupt:
         pass
 
