@@ -47,7 +47,7 @@ test: setup
 
 bench: setup
 	@echo "==> [bench] benchmarks (results in bench-results/)"
-	@$(BIN)/python -m tests.bench
+	@$(BIN)/python tests/bench/__main__.py
 
 lint: setup
 	@$(BIN)/ruff check shared services tests

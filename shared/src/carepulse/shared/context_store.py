@@ -54,6 +54,28 @@ class PatientContextStore:
         )
         return bool(stored)
 
+    async def put_many(self, patient_id: str, items: list[tuple[str, str, float, dict[str, Any]]]) -> None:
+        """Several ``put_latest`` writes (section, field, effective, value) in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for section, field, effective, value in items:
+                doc = json.dumps({**value, "t": effective})
+                await self._set_if_newer(keys=[self.key(patient_id, section)],
+                                         args=[field, repr(effective), doc, self._ttl], client=pipe)
+            await pipe.execute()
+
+    async def get_many(self, patient_id: str, sections: list[str], values: list[str]) -> tuple[
+            dict[str, dict[str, dict[str, Any]]], dict[str, str | None]]:
+        """Several sections and single values of one patient in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for s in sections:
+                pipe.hgetall(self.key(patient_id, s))
+            for v in values:
+                pipe.get(self.key(patient_id, v))
+            raw = await pipe.execute()
+        hashes = {s: {k.decode(): json.loads(v) for k, v in h.items()} for s, h in zip(sections, raw, strict=False)}
+        singles = {v: (r.decode() if r is not None else None) for v, r in zip(values, raw[len(sections):], strict=True)}
+        return hashes, singles
+
     async def get_section(self, patient_id: str, section: str) -> dict[str, dict[str, Any]]:
         raw = await self._redis.hgetall(self.key(patient_id, section))
         return {k.decode(): json.loads(v) for k, v in raw.items()}

@@ -17,7 +17,7 @@ from typing import Any
 
 from carepulse.care.alert_policy import Action, AlertState, decide
 from carepulse.care.codes import NEWS2_TOTAL
-from carepulse.care.context import age_years, entries
+from carepulse.care.context import Entry, age_years, entries
 from carepulse.care.news2 import Band, News2Score, score_news2
 from carepulse.care.observation_set import ObservationSet, assemble
 from carepulse.care.readings import parse_fhir_datetime
@@ -95,15 +95,15 @@ class CareProcessor:
         self._clock = clock
 
     # --- inputs ---------------------------------------------------------------
-    async def remember(self, resource: dict[str, Any], derived: bool = False) -> tuple[str | None, int]:
+    async def remember(self, resource: dict[str, Any], derived: bool = False,
+                       found: list[Entry] | None = None) -> tuple[str | None, int]:
         """Write what ``resource`` says about its patient into the context; (patient id, entries)."""
-        found = entries(resource, derived)
+        found = entries(resource, derived) if found is None else found
         ref = patient_key(resource)
         if not found or ref is None:
             return None, 0
         pid = ref.split("/", 1)[1]
-        for e in found:
-            await self._store.put_latest(pid, e.section, e.field, e.effective, e.value)
+        await self._store.put_many(pid, [(e.section, e.field, e.effective, e.value) for e in found])
         return pid, len(found)
 
     async def on_context(self, key: bytes | None, value: bytes, headers: Headers | None) -> Outcome:
@@ -123,12 +123,13 @@ class CareProcessor:
         be processed; the caller dead-letters it.
         """
         obs = _decode(value)
-        pid, n = await self.remember(obs)
+        found = entries(obs)
+        pid, n = await self.remember(obs, found=found)
         if pid is None:
-            if entries(obs):  # vital signs, but no patient to attach them to
+            if found:  # vital signs, but no patient to attach them to
                 raise ValueError("vital-sign Observation names no Patient subject")
             return Outcome()
-        vitals = [e for e in entries(obs) if e.section == "vitals"]
+        vitals = [e for e in found if e.section == "vitals"]
         if not vitals:
             return Outcome(context_entries=n)
         return await self.assess(pid, max(e.effective for e in vitals), header(headers, "traceparent"), n)
@@ -165,8 +166,8 @@ class CareProcessor:
     # --- assessment -------------------------------------------------------------
     async def assess(self, pid: str, at: float, trace: str | None, n: int = 0) -> Outcome:
         patient_ref = f"Patient/{pid}"
-        ctx = {s: await self._store.get_section(pid, s) for s in ("vitals", "demographics", "conditions", "labs",
-                                                                    "findings")}
+        ctx, states = await self._store.get_many(
+            pid, ["vitals", "demographics", "conditions", "labs", "findings"], ["news2-alert", "sepsis-alert"])
         scale2 = any(c.get("active") and (c.get("hypercapnic") or c.get("spo2_scale2"))
                      for c in ctx["conditions"].values()) or bool(
             ctx["demographics"].get("patient", {}).get("spo2_scale2"))
@@ -174,7 +175,7 @@ class CareProcessor:
         if oset is None:
             return Outcome(context_entries=n)
         score = score_news2(oset.vitals)
-        if score.missing and not await self._worth_reporting_early(pid, score):
+        if score.missing and not self._worth_reporting_early(_state(states["news2-alert"]), score):
             return Outcome(context_entries=n)  # wait for the rest of the set
         now = self._clock()
         notes = []
@@ -210,14 +211,14 @@ class CareProcessor:
             actions.append(f"sepsis-{a}")
         return Outcome(context_entries=n, score=score.total, band=score.band.value, actions=tuple(actions))
 
-    async def _worth_reporting_early(self, pid: str, partial: News2Score) -> bool:
+    @staticmethod
+    def _worth_reporting_early(state: AlertState | None, partial: News2Score) -> bool:
         """An incomplete set is reported before the rest arrives only when it changes what the
         ward must do: missing parameters can only add, so a lower bound already in the high
         band is an emergency, unless the patient's open episode is already at high. Anything
         else waits, so a round arriving reading by reading does not escalate step by step."""
         if partial.band is not Band.HIGH:
             return False
-        state = _state(await self._store.get_value(pid, "news2-alert"))
         return state is None or state.alerted is not Band.HIGH
 
     def _labs(self, labs: dict[str, dict[str, Any]], at: float) -> Labs:
