@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        20, description="How long a consumer's fetch may wait for data: the latency floor of each hop"
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the patient-context store")
     redis_password: SecretStr | None = Field(None, description="Redis password (kept out of the URL and logs)")
     topic_prefix: str = Field("", description="Prefix put before every topic name (e.g. 'site-a.')")

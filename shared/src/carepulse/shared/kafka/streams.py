@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,6 +36,33 @@ from carepulse.shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # faust hard-codes fetch_max_wait_ms=1500; a broker that holds fetches for the full
+        # wait (Tansu does) then adds up to 1.5 s per hop. Ours comes from settings.
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class StreamApp(faust.App):
+    """faust's App with the consumer's fetch wait under our control."""
+
+    fetch_max_wait_ms: int = 500
+
+    def _new_transport(self) -> faust_aiokafka.Transport:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def make_stream_app(
     settings: Settings,
     name: str,
@@ -48,7 +77,7 @@ def make_stream_app(
     worker killed mid-stream re-reads what it had not finished (at-least-once);
     handlers make their output idempotent by deriving ids from the input.
     """
-    app = faust.App(
+    app = StreamApp(
         name,
         broker=[f"kafka://{s}" for s in settings.kafka_servers],
         value_serializer="raw",
@@ -73,6 +102,7 @@ def make_stream_app(
         stream_wait_empty=True,
     )
 
+    app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
     # Ready once the consumer group has settled: the first rebalance is complete and
     # none is in progress (during one, no partition is being consumed).
     health.add("kafka", lambda: app.rebalancing_count > 0 and not app.rebalancing)
