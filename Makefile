@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.t
 	@$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	@echo "==> [setup] installing shared + services ($(SERVICE_PROJECTS:services/%/=%)) and test tools"
 	@$(BIN)/python -m pip install --quiet --progress-bar on \
-		-e "shared[streams,cli,embedded,grpc]" $(addprefix -e ,$(SERVICE_PROJECTS)) -r tests/requirements.txt
+		-e "shared[streams,cli,embedded,grpc,tracing]" $(addprefix -e ,$(SERVICE_PROJECTS)) -r tests/requirements.txt
 	@touch $(STAMP)
 	@echo "==> [setup] done"
 

@@ -31,5 +31,11 @@ def processing_seconds() -> Histogram:
     )
 
 
+@cache
+def alerts_total() -> Counter:
+    """Alert message Bundles published, by service, kind (event code) and level."""
+    return Counter("carepulse_alerts_total", "Alerts published", ["service", "kind", "level"], registry=REGISTRY)
+
+
 def render_metrics() -> bytes:
     return generate_latest(REGISTRY)

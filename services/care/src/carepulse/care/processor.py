@@ -37,6 +37,7 @@ from carepulse.shared.context_store import PatientContextStore
 from carepulse.shared.fhir.references import patient_key
 from carepulse.shared.kafka.headers import Headers, fhir_headers, header, stable_id
 from carepulse.shared.kafka.streams import Outgoing, Publish
+from carepulse.shared.metrics import alerts_total
 from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ class CareProcessor:
                     episode_id=decision.state.episode or episode, at=oset.effective,
                     source_name=self._s.source_name, now=now, event=events[decision.action])
             await self._emit(self._topics.alerts, patient_ref, bundle, trace)
+            alerts_total().labels("care", events[decision.action][0], band.value).inc()
             log.info("alert sent", extra={"fields": {"patient": pid, "kind": state_key,
                                                      "action": decision.action.value, "band": band.value}})
         if decision.state != previous:

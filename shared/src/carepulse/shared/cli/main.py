@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
+import sys
 import signal
 import threading
 import time
@@ -101,6 +103,18 @@ def _wait_for_stop(platform: Platform, before_stop: Callable[[], object] = lambd
 
 KafkaOpt = Annotated[str | None, typer.Option("--kafka", help="External Kafka bootstrap servers (host:port)")]
 RedisOpt = Annotated[str | None, typer.Option("--redis", help="External Redis URL (redis://host:port/db)")]
+
+
+@app.command("run")
+def run_service(service: Annotated[str, typer.Argument(help="ingestion, care, inference, nlp or imaging")]) -> None:
+    """Run one service in the foreground (the container entry point)."""
+    from carepulse.shared.platform.catalogue import CATALOGUE
+
+    spec = next((s for s in CATALOGUE if s.name == service), None)
+    if spec is None or not spec.installed():
+        console.print(f"[red]no installed service named {service!r}[/]")
+        raise typer.Exit(2)
+    os.execvp(sys.executable, [sys.executable, "-m", spec.module])
 
 
 @app.command()
