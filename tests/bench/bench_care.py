@@ -87,7 +87,8 @@ def bench_core(redis_url: str) -> tuple[int, float]:
     return asyncio.run(main())
 
 
-def follow(settings: Settings, topics: list[str], seen: dict[tuple[str, str, str], float], stop_: threading.Event) -> None:
+def follow(settings: Settings, topics: list[str], seen: dict[tuple[str, str, str], float],
+           stop_: threading.Event) -> None:
     """Record when each final NEWS2 / alert arrives: key (topic kind, patient, effective time)."""
     consumer = KafkaConsumer(*topics, bootstrap_servers=settings.kafka_servers, group_id=None,
                              auto_offset_reset="latest", fetch_max_wait_ms=5)
@@ -151,7 +152,8 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
         watcher.join()
         score_lat = [(sent[(p, w)], seen[("score", p, w)] - sent[(p, w)]) for (kind, p, w) in seen
                      if kind == "score" and (p, w) in sent]
-        alert_lat = [seen[("alert", p, w)] - sent[(p, w)] for (kind, p, w) in seen if kind == "alert" and (p, w) in sent]
+        alert_lat = [seen[("alert", p, w)] - sent[(p, w)] for (kind, p, w) in seen
+                     if kind == "alert" and (p, w) in sent]
         score_lat.sort()
         third = max(1, len(score_lat) // 3)
         first = [lat for _, lat in score_lat[:third]]

@@ -6,8 +6,8 @@ import importlib
 import importlib.util
 import json
 import os
-import sys
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
