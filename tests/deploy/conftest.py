@@ -19,7 +19,8 @@ def _settings_env(service: str) -> set[str]:
     """Every CAREPULSE_* variable a service's processes read (its settings + the shared ones)."""
     classes: list[type[Settings]] = [Settings, InferenceClientSettings, TracingSettings]
     names: set[str] = set()
-    if importlib.util.find_spec(f"carepulse.{service}.settings") is not None:
+    # find_spec of a submodule raises when the package itself is absent: ask for the package first.
+    if importlib.util.find_spec(f"carepulse.{service}") is not None:
         module = importlib.import_module(f"carepulse.{service}.settings")
         classes += [c for _, c in inspect.getmembers(module, inspect.isclass) if issubclass(c, Settings)]
     else:
