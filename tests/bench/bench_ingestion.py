@@ -6,7 +6,9 @@ Cases (resources are the HL7 R4 vital-sign examples, cycled, ids varied):
 * ``intake core`` — ``Intake.accept`` + publish to a real Tansu broker, acks awaited in windows of 256;
 * ``HTTP single POSTs`` — the ingestion service as a subprocess, 16 concurrent clients POSTing
   one resource each (``Prefer: return=minimal``);
-* ``HTTP batch Bundles`` — the same service, Bundles of 100 entries, 4 concurrent clients.
+* ``HTTP batch Bundles`` — the same service, Bundles of 100 entries, 4 concurrent clients;
+* ``HTTP NDJSON bulk`` — the same service, ``POST /fhir/$import`` of 2,000-line NDJSON bodies, 2 clients.
+Every resource is new (ids vary per case), so the dedupe store (Redis) is on the path as in production.
 The ratio is each case's resources/s over validation only.
 """
 
@@ -24,7 +26,7 @@ import urllib.request
 from carepulse.shared.fhir.codec import _model_class
 from carepulse.shared.kafka.admin import create_topics
 from carepulse.shared.platform.processes import free_port, spawn, stop
-from carepulse.shared.platform.servers import start_broker
+from carepulse.shared.platform.servers import start_broker, start_redis
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
@@ -35,9 +37,9 @@ EXAMPLES = ["observation-example-heart-rate.json", "observation-example-respirat
 DURATION_S = float(os.environ.get("CAREPULSE_BENCH_SECONDS", "3"))
 
 
-def resources(n: int) -> list[dict]:
+def resources(n: int, tag: str = "") -> list[dict]:
     docs = [json.loads((DATA / f).read_text()) for f in EXAMPLES]
-    return [dict(docs[i % len(docs)], id=f"bench-{i}") for i in range(n)]
+    return [dict(docs[i % len(docs)], id=f"bench{tag}-{i}") for i in range(n)]
 
 
 def _row(case: str, count: int, elapsed: float, latencies: list[float], base: float | None) -> dict:
@@ -63,34 +65,35 @@ def bench_validation(docs: list[dict]) -> tuple[int, float]:
 
 def bench_intake(settings: Settings, docs: list[dict]) -> tuple[int, float]:
     from carepulse.ingestion.intake import Intake
-    from carepulse.shared.kafka.producer import FhirProducer, make_producer
+    from carepulse.shared.kafka.producer import AsyncFhirProducer
 
-    producer = FhirProducer(make_producer(settings, "bench"))
+    producer = AsyncFhirProducer(settings, "bench")
     intake = Intake(Topics.with_prefix(settings.topic_prefix), producer, "bench", 10_000)
     raws = [json.dumps(d).encode() for d in docs]
 
     async def main() -> tuple[int, float]:
+        await producer.start()
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < DURATION_S:
             accepted = [intake.accept(raw, "Observation") for raw in raws[n % 2000: n % 2000 + 256]]
             errors = await intake.publish(accepted)
             assert not any(errors)
             n += len(accepted)
-        return n, time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        await producer.stop()
+        return n, elapsed
 
-    try:
-        return asyncio.run(main())
-    finally:
-        producer.close()
+    return asyncio.run(main())
 
 
-async def bench_http(url: str, bodies: list[tuple[str, bytes]], clients: int, per_body: int) -> tuple[int, float, list]:
+async def bench_http(url: str, bodies: list[tuple[str, bytes]], clients: int, per_body: int,
+                     content_type: str = "application/fhir+json") -> tuple[int, float, list]:
     import httpx
 
     latencies: list[float] = []
     count = 0
     deadline = time.perf_counter() + DURATION_S
-    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    headers = {"Content-Type": content_type, "Prefer": "return=minimal"}
 
     async def client(i: int, c: httpx.AsyncClient) -> None:
         nonlocal count
@@ -112,11 +115,12 @@ async def bench_http(url: str, bodies: list[tuple[str, bytes]], clients: int, pe
 
 def run(out_dir: pathlib.Path) -> list[dict]:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-ingestion-"))
-    port = free_port()
+    port, redis_port = free_port(), free_port()
     broker = start_broker(port, tmp)
-    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}")
+    redis = start_redis(redis_port, tmp, tmp)
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", redis_url=f"redis://127.0.0.1:{redis_port}/0")
     create_topics(settings, Topics.with_prefix(""))
-    docs = resources(4000)
+    docs = resources(20000)
     rows = []
     try:
         n, el = bench_validation(docs)
@@ -127,6 +131,7 @@ def run(out_dir: pathlib.Path) -> list[dict]:
 
         http_port = free_port()
         env = {**os.environ, "CAREPULSE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+               "CAREPULSE_REDIS_URL": settings.redis_url,
                "CAREPULSE_INGESTION_PORT": str(http_port), "CAREPULSE_LOG_LEVEL": "WARNING"}
         server = spawn([sys.executable, "-m", "carepulse.ingestion"], out_dir / "ingestion-server.log", env=env)
         url = f"http://127.0.0.1:{http_port}"
@@ -143,13 +148,20 @@ def run(out_dir: pathlib.Path) -> list[dict]:
             singles = [("/fhir/Observation", json.dumps(d).encode()) for d in docs]
             n, el, lat = asyncio.run(bench_http(url, singles, 16, 1))
             rows.append(_row("HTTP POST /fhir/Observation, 16 clients", n, el, lat, base))
+            docs = resources(60000, "b")
             bundles = [("/fhir", json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [
                 {"resource": d, "request": {"method": "PUT", "url": f"Observation/{d['id']}"}}
                 for d in docs[i:i + 100]]}).encode()) for i in range(0, len(docs), 100)]
             n, el, lat = asyncio.run(bench_http(url, bundles, 4, 100))
             rows.append(_row("HTTP POST /fhir batch of 100, 4 clients", n, el, lat, base))
+            docs = resources(60000, "n")
+            ndjson = [("/fhir/$import", b"\n".join(json.dumps(d).encode() for d in docs[i:i + 2000]))
+                      for i in range(0, len(docs), 2000)]
+            n, el, lat = asyncio.run(bench_http(url, ndjson, 2, 2000, "application/fhir+ndjson"))
+            rows.append(_row("HTTP POST /fhir/$import NDJSON, 2,000 lines/request, 2 clients", n, el, lat, base))
         finally:
             stop(server)
     finally:
         stop(broker)
+        stop(redis)
     return rows

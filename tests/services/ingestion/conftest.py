@@ -7,15 +7,36 @@ from fastapi.testclient import TestClient
 
 from carepulse.ingestion.api import create_app
 from carepulse.ingestion.settings import IngestionSettings
-from carepulse.shared.kafka.producer import FhirProducer, make_producer
+from carepulse.shared.kafka.producer import AsyncFhirProducer
 from carepulse.shared.settings import Settings
+
+
+def _client(settings: Settings, **extra: object) -> Iterator[TestClient]:
+    s = IngestionSettings(**{**settings.model_dump(), "ingestion_max_body_bytes": 2 * 1024 * 1024,
+                             "ingestion_consume_inbound": False, **extra})
+    producer = AsyncFhirProducer(s, "test-ingestion")
+    with TestClient(create_app(s, producer)) as c:
+        yield c
+    producer.close()
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """The ingestion API in-process, publishing to the real broker under this test's topics."""
-    s = IngestionSettings(**settings.model_dump(), ingestion_max_body_bytes=2 * 1024 * 1024)
-    producer = FhirProducer(make_producer(s, "test-ingestion"))
-    with TestClient(create_app(s, producer)) as c:
-        yield c
-    producer.close()
+    """The ingestion API in-process (no inbound consumer), publishing to the real broker under this test's topics."""
+    yield from _client(settings)
+
+
+@pytest.fixture
+def make_client(settings: Settings):  # type: ignore[no-untyped-def]
+    """Factory for an ingestion app with extra settings (inbound consumer, FHIR server URL)."""
+    made: list[Iterator[TestClient]] = []
+
+    def make(**extra: object) -> TestClient:
+        gen = _client(settings, **extra)
+        made.append(gen)
+        return next(gen)
+
+    yield make
+    for gen in made:
+        for _ in gen:
+            pass

@@ -129,8 +129,9 @@ def test_retried_post_without_id_gets_the_same_id_and_event_id(client: TestClien
     a = client.post("/fhir/Observation", content=json.dumps(obs), headers=FHIR)
     b = client.post("/fhir/Observation", content=json.dumps(obs), headers=FHIR)
     assert a.json()["id"] == b.json()["id"]
-    recs = topic_reader.read(topics.observation, at_least=2)
-    assert recs[0].headers["event-id"] == recs[1].headers["event-id"]
+    assert (a.status_code, b.status_code) == (201, 200)  # the retry is recognised, not published again
+    recs = topic_reader.read(topics.observation, at_least=1, settle=0.5)
+    assert len(recs) == 1
 
 
 def test_prefer_minimal_and_update(client: TestClient, fhir_data: Path) -> None:
@@ -150,6 +151,6 @@ def test_capability_statement(client: TestClient) -> None:
 
 def test_health_and_metrics(client: TestClient) -> None:
     assert client.get("/livez").status_code == 200
-    assert client.get("/readyz").json()["checks"] == {"kafka": "ok"}
+    assert client.get("/readyz").json()["checks"] == {"kafka": "ok", "redis": "ok"}
     client.post("/fhir/Observation", content=b"{", headers=FHIR)
     assert 'carepulse_records_total{outcome="invalid"' in client.get("/metrics").text

@@ -1,4 +1,5 @@
-"""HTTP wiring of ingestion: FHIR REST on ``/fhir``, health and metrics.
+"""HTTP wiring of ingestion: FHIR REST on ``/fhir``, Subscription notifications, bulk NDJSON,
+health and metrics.
 
 Only translation happens here (HTTP <-> :class:`Intake`); ``_problem`` is the one
 place that maps domain errors to HTTP status codes.
@@ -6,28 +7,38 @@ place that maps domain errors to HTTP status codes.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from carepulse.ingestion import jsonio
 from carepulse.ingestion.capability import capability_statement
-from carepulse.ingestion.intake import Accepted, Intake, TransactionRejected, UnsupportedBundle
+from carepulse.ingestion.dedupe import DedupeUnavailable, SeenStore, StillPending
+from carepulse.ingestion.inbound import InboundConsumer
+from carepulse.ingestion.intake import Accepted, EntryResult, Intake, TransactionRejected, UnsupportedBundle
+from carepulse.ingestion.notifications import FetchFailed, ResourceFetcher, parse_notification
+from carepulse.ingestion.probe import TopicProbe
 from carepulse.ingestion.settings import IngestionSettings
-from carepulse.shared.fhir.codec import FHIR_JSON, FhirValidationError, Issue, decode_json
+from carepulse.shared.fhir.codec import FHIR_JSON, FhirValidationError, Issue
 from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.health import HealthChecks
-from carepulse.shared.kafka.producer import FhirProducer
+from carepulse.shared.kafka.producer import Publisher
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "ingestion"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_NDJSON_TYPES = ("application/fhir+ndjson", "application/ndjson", "application/x-ndjson")
+_MAX_REPORTED = 1000  # rejected lines named one by one in an import's OperationOutcome
 
 
 class PayloadTooLarge(Exception):
@@ -43,7 +54,7 @@ class PublishFailed(Exception):
 
 
 def _fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    content = b"" if body is None else jsonio.dumps(body)
     return Response(content, status_code=status, media_type=FHIR_JSON if body is not None else None, headers=headers)
 
 
@@ -57,24 +68,28 @@ def _problem(exc: Exception) -> Response:
         return _fhir(operation_outcome(exc.issues), 422)
     if isinstance(exc, FhirValidationError):
         return _fhir(operation_outcome(exc.issues), 400)
-    if isinstance(exc, PublishFailed):
+    if isinstance(exc, PublishFailed | DedupeUnavailable | StillPending | FetchFailed):
         return _fhir(operation_outcome([Issue("transient", str(exc))]), 503, {"Retry-After": "1"})
     log.exception("unexpected error")
     return _fhir(operation_outcome([Issue("exception", "internal error")]), 500)
 
 
-def _prefer_return(request: Request) -> str:
+def _prefer_return(request: Request, default: str) -> str:
     for part in request.headers.get("prefer", "").split(";"):
         k, _, v = part.strip().partition("=")
         if k.strip() == "return":
             return v.strip().strip('"')
-    return "representation"
+    return default
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = _media_type(request)
     if ctype not in _JSON_TYPES:
-        raise UnsupportedMediaType(f"content type {ctype or '(none)'!r}: send application/fhir+json")
+        raise UnsupportedMediaType(f"content type {ctype[:60] or '(none)'!r}: send application/fhir+json")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
@@ -87,36 +102,104 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: IngestionSettings, producer: FhirProducer) -> FastAPI:
+def _event_id(request: Request) -> str | None:
+    """A sender-chosen idempotency key: the same key is published once."""
+    value = request.headers.get("event-id") or request.headers.get("idempotency-key")
+    return value.strip()[:200] if value and value.strip() else None
+
+
+def _http_date(a: Accepted) -> str:
+    meta = a.resource.get("meta")
+    last = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    when = datetime.now(UTC)
+    if isinstance(last, str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(last.replace("Z", "+00:00")).astimezone(UTC)
+    return when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     topics = Topics.with_prefix(settings.topic_prefix)
-    intake = Intake(topics, producer, settings.source_name, settings.ingestion_max_bundle_entries)
+    seen = SeenStore(aioredis.Redis.from_url(
+        settings.redis_url, password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        socket_timeout=5, socket_connect_timeout=2), settings.ingestion_dedupe_ttl_s)
+    probe = TopicProbe(settings)
+    intake = Intake(topics, producer, settings.source_name, settings.ingestion_max_bundle_entries, seen, probe)
+    fetcher = ResourceFetcher(settings.ingestion_fhir_server_url, settings.ingestion_fhir_server_timeout_s)
+    inbound = InboundConsumer(settings, settings.ingestion_consumer_group, topics, intake, producer, seen, probe,
+                              settings.source_name) if settings.ingestion_consume_inbound else None
     health = HealthChecks()
     health.add("kafka", lambda: producer.ready(topics.observation))
-    app = FastAPI(title="CarePulse ingestion", version="0.1.0", docs_url=None, redoc_url=None)
+    health.add("redis", seen.ping)
+    if inbound is not None:
+        health.add("inbound-consumer", inbound.ready)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await producer.start()
+        await seen.start()
+        if inbound is not None:
+            inbound.start()
+        try:
+            yield
+        finally:
+            if inbound is not None:
+                await inbound.stop()
+            await fetcher.close()
+            await seen.stop()
+            await producer.stop()
+
+    app = FastAPI(title="CarePulse ingestion", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     base = settings.ingestion_public_base.rstrip("/")
     timer = processing_seconds()
 
-    def count(outcome: str, n: int = 1, topic: str = "-") -> None:
-        records_total().labels(SERVICE, topic, outcome).inc(n)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = "not-found" if exc.status_code == 404 else "not-supported"
+        return _fhir(operation_outcome([Issue(code, str(exc.detail))]), exc.status_code)
 
-    async def publish_or_fail(accepted: list[Accepted]) -> None:
+    def count(outcome: str, n: int = 1, topic: str = "-") -> None:
+        if n:
+            records_total().labels(SERVICE, topic, outcome).inc(n)
+
+    def count_accepted(accepted: list[Accepted]) -> None:
+        for a in accepted:
+            outcome = "duplicate" if a.duplicate else "ok" if a.route else "not-routed"
+            count(outcome, topic=a.route.topic if a.route else "-")
+
+    async def publish_all(accepted: list[Accepted]) -> None:
+        """Publish all or fail the request (the sender retries; dedupe keeps retries single)."""
         errors = [e for e in await intake.publish(accepted) if e is not None]
         if errors:
             count("error", len(errors))
             raise PublishFailed(f"{len(errors)} record(s) not acknowledged by Kafka: {errors[0]}")
-        for a in accepted:
-            count("ok" if a.route else "not-routed", topic=a.route.topic if a.route else "-")
+        count_accepted(accepted)
 
-    def created_response(a: Accepted, prefer: str, updated: bool) -> Response:
-        headers = {"ETag": 'W/"1"', "Last-Modified": datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")}
-        status = 200 if (updated or a.route is None) else 201
-        if a.route is not None:
-            headers["Location"] = f"{base}/fhir/{a.reference}/_history/1"
+    def single_response(a: Accepted, prefer: str, updated: bool) -> Response:
+        headers = {"ETag": f'W/"{a.version}"', "Last-Modified": _http_date(a),
+                   "Location": f"{base}/fhir/{a.reference}/_history/{a.version}"}
+        status = 200 if (updated or a.route is None or a.duplicate) else 201
         if prefer == "minimal":
             return _fhir(None, status, headers)
         if prefer == "OperationOutcome" or a.route is None:
-            return _fhir(operation_outcome(a.issues), status, headers)
+            issues = a.issues or ([Issue("informational", "already received: not published again", None,
+                                         "information")] if a.duplicate else [])
+            return _fhir(operation_outcome(issues), status, headers)
         return Response(a.raw, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+    def entry_response(r: EntryResult, prefer: str) -> dict[str, Any]:
+        a = r.accepted
+        if a is None:
+            return {"response": {"status": r.status, "outcome": operation_outcome(r.issues)}}
+        resp: dict[str, Any] = {"status": a.status, "location": f"{a.reference}/_history/{a.version}",
+                                "etag": f'W/"{a.version}"'}
+        if prefer == "OperationOutcome" or (a.route is None and prefer != "representation"):
+            resp["outcome"] = operation_outcome(a.issues)
+        entry: dict[str, Any] = {"response": resp}
+        if prefer == "representation":
+            entry["resource"] = a.resource
+        return entry
 
     @app.get("/livez")
     async def livez() -> dict[str, str]:
@@ -125,7 +208,7 @@ def create_app(settings: IngestionSettings, producer: FhirProducer) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> Response:
         ok, detail = await health.readiness()
-        return Response(json.dumps({"status": "ok" if ok else "unavailable", "checks": detail}),
+        return Response(jsonio.dumps({"status": "ok" if ok else "unavailable", "checks": detail}),
                         status_code=200 if ok else 503, media_type="application/json")
 
     @app.get("/metrics")
@@ -134,65 +217,137 @@ def create_app(settings: IngestionSettings, producer: FhirProducer) -> FastAPI:
 
     @app.get("/fhir/metadata")
     async def metadata() -> Response:
-        return _fhir(capability_statement(f"{base}/fhir", datetime.now(UTC).date().isoformat()))
+        return _fhir(capability_statement(f"{base}/fhir", datetime.now(UTC).date().isoformat(),
+                                          notifications=True, bulk_import=True))
 
     @app.post("/fhir")
     async def post_bundle(request: Request) -> Response:
         started = time.perf_counter()
         try:
             raw = await _read_body(request, settings.ingestion_max_body_bytes)
-            doc = decode_json(raw)
+            doc = jsonio.loads(raw)
             if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
                 raise FhirValidationError([Issue("invalid", "POST to the base URL takes a Bundle", "resourceType")])
-            btype, results = intake.bundle_entries(doc)
+            btype, results = intake.bundle_entries(doc, _event_id(request), request.headers.get("traceparent"))
             bad = [r for r in results if r.accepted is None]
-            if btype == "transaction" and bad:
-                count("invalid")
-                raise TransactionRejected([i for r in bad for i in r.issues])
+            count("invalid", len(bad))
             accepted = [r.accepted for r in results if r.accepted is not None]
             if btype == "transaction":
-                await publish_or_fail(accepted)
+                if bad:
+                    raise TransactionRejected([i for r in bad for i in r.issues])
+                await publish_all(accepted)
             else:
                 errors = await intake.publish(accepted)
                 it = iter(errors)
                 for r in results:
                     if r.accepted is not None and (err := next(it)) is not None:
                         r.issues, r.accepted, r.status = [Issue("transient", str(err))], None, "503 Service Unavailable"
-                for r in results:
-                    if r.accepted is not None:
-                        count("ok" if r.accepted.route else "not-routed",
-                              topic=r.accepted.route.topic if r.accepted.route else "-")
-                count("invalid", len(bad))
-            entries = []
-            for r in results:
-                if r.accepted is not None:
-                    resp: dict[str, Any] = {"status": r.accepted.status, "etag": 'W/"1"'}
-                    if r.accepted.route:
-                        resp["location"] = f"{r.accepted.reference}/_history/1"
-                    else:
-                        resp["outcome"] = operation_outcome(r.accepted.issues)
-                else:
-                    resp = {"status": r.status, "outcome": operation_outcome(r.issues)}
-                entries.append({"response": resp})
-            return _fhir({"resourceType": "Bundle", "type": f"{btype}-response", "entry": entries})
+                count("error", sum(e is not None for e in errors))
+                count_accepted([r.accepted for r in results if r.accepted is not None])
+            prefer = _prefer_return(request, "minimal")
+            return _fhir({"resourceType": "Bundle", "type": f"{btype}-response",
+                          "entry": [entry_response(r, prefer) for r in results]})
         except Exception as exc:  # noqa: BLE001 - one mapping point for every error
             return _problem(exc)
         finally:
             timer.labels(SERVICE, "bundle").observe(time.perf_counter() - started)
+
+    @app.post("/fhir/$import")
+    async def bulk_import(request: Request) -> Response:
+        """NDJSON upload (Bulk Data format): lines validated and published in chunks as they stream in."""
+        started = time.perf_counter()
+        report = ImportReport()
+        try:
+            ctype = _media_type(request)
+            if ctype not in _NDJSON_TYPES:
+                raise UnsupportedMediaType(f"content type {ctype[:60] or '(none)'!r}: send application/fhir+ndjson")
+            supplied = _event_id(request)
+            pending: list[bytes] = []
+            async for line in _lines(request, settings.ingestion_max_import_bytes, settings.ingestion_max_body_bytes):
+                pending.append(line)
+                if len(pending) >= settings.ingestion_import_chunk_lines:
+                    await import_chunk(pending, report, supplied)
+                    pending = []
+            await import_chunk(pending, report, supplied)
+            if report.lines == 0:
+                raise FhirValidationError([Issue("required", "no NDJSON lines in the body")])
+            status = 400 if report.accepted == 0 else 200
+            return _fhir(operation_outcome(report.issues()), status)
+        except (PublishFailed, DedupeUnavailable, StillPending) as exc:
+            # What went through is remembered: resending the whole file publishes only the rest.
+            return _fhir(operation_outcome([Issue("transient", f"{exc}; resend the file")] + report.issues()), 503,
+                         {"Retry-After": "1"})
+        except Exception as exc:  # noqa: BLE001
+            return _problem(exc)
+        finally:
+            timer.labels(SERVICE, "import").observe(time.perf_counter() - started)
+
+    async def import_chunk(lines: list[bytes], report: ImportReport, supplied: str | None) -> None:
+        if not lines:
+            return
+        results = []
+        for line in lines:
+            report.lines += 1
+            eid = None if supplied is None else f"{supplied}:{report.lines}"
+            results.append((report.lines, intake.accept_line(line, "", eid)))
+        accepted = [r.accepted for _, r in results if r.accepted is not None]
+        for n, r in results:
+            if r.accepted is None:
+                report.reject(n, r.issues)
+        count("invalid", len(results) - len(accepted))
+        await publish_all(accepted)
+        report.accepted += len(accepted)
+        report.duplicates += sum(a.duplicate for a in accepted)
+        report.not_routed += sum(a.route is None for a in accepted)
+
+    @app.post("/fhir/subscription-notification")
+    async def notification(request: Request) -> Response:
+        """Rest-hook endpoint of a FHIR Subscription (R4B/R5 or the R4 backport)."""
+        started = time.perf_counter()
+        try:
+            raw = await _read_body(request, settings.ingestion_max_body_bytes)
+            note = parse_notification(jsonio.loads(raw))
+            accepted: list[Accepted] = []
+            issues: list[Issue] = []
+            for i, res, url in note.items:
+                where = f"Bundle.entry[{i}].resource"
+                try:
+                    if res is not None:
+                        body = jsonio.dumps(res)
+                    else:
+                        assert url is not None
+                        body = await fetcher.fetch(url)
+                        where = f"{url[:120]}"
+                    accepted.append(intake.accept(body, None, None, None, request.headers.get("traceparent")))
+                except FhirValidationError as e:
+                    issues += [Issue(x.code, x.diagnostics, f"{where}" + (
+                        x.expression[len(x.expression.split('.')[0]):] if x.expression else ""), x.severity)
+                        for x in e.issues]
+            if issues:
+                count("invalid", len(issues))
+                raise FhirValidationError(issues)  # all or nothing: the server sees the error and can resend
+            await publish_all(accepted)
+            done = [Issue("informational", f"{note.kind}: {len(accepted)} resource(s) received", None,
+                          "information")]
+            return _fhir(operation_outcome(done), 200)
+        except Exception as exc:  # noqa: BLE001
+            return _problem(exc)
+        finally:
+            timer.labels(SERVICE, "notification").observe(time.perf_counter() - started)
 
     async def create_or_update(request: Request, rtype: str, rid: str | None) -> Response:
         started = time.perf_counter()
         try:
             raw = await _read_body(request, settings.ingestion_max_body_bytes)
             try:
-                accepted = intake.accept(raw, rtype, rid)
+                accepted = intake.accept(raw, rtype, rid, _event_id(request), request.headers.get("traceparent"))
             except FhirValidationError:
                 count("invalid")
                 raise
-            await publish_or_fail([accepted])
-            log.info("accepted", extra={"fields": {"ref": accepted.reference,
+            await publish_all([accepted])
+            log.info("accepted", extra={"fields": {"ref": accepted.reference, "duplicate": accepted.duplicate,
                                                    "topic": accepted.route.topic if accepted.route else None}})
-            return created_response(accepted, _prefer_return(request), updated=rid is not None)
+            return single_response(accepted, _prefer_return(request, "representation"), updated=rid is not None)
         except Exception as exc:  # noqa: BLE001
             return _problem(exc)
         finally:
@@ -207,3 +362,44 @@ def create_app(settings: IngestionSettings, producer: FhirProducer) -> FastAPI:
         return await create_or_update(request, rtype, rid)
 
     return app
+
+
+async def _lines(request: Request, limit: int, max_line: int) -> AsyncIterator[bytes]:
+    """Non-empty lines of a streamed body, without holding the whole upload in memory."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    size, rest = 0, b""
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        if len(rest) > max_line:
+            raise PayloadTooLarge(f"an NDJSON line exceeds the limit of {max_line} bytes")
+        for p in parts:
+            if p.strip():
+                yield p
+    if rest.strip():
+        yield rest
+
+
+class ImportReport:
+    """What an NDJSON import did: counts, and each rejected line with its FHIRPath issues."""
+
+    def __init__(self) -> None:
+        self.lines = self.accepted = self.duplicates = self.not_routed = 0
+        self.rejected: list[Issue] = []
+        self.rejected_lines = 0
+
+    def reject(self, line: int, issues: list[Issue]) -> None:
+        self.rejected_lines += 1
+        if len(self.rejected) < _MAX_REPORTED:
+            self.rejected += [Issue(i.code, f"line {line}: {i.diagnostics}", i.expression) for i in issues]
+
+    def issues(self) -> list[Issue]:
+        summary = Issue("informational", f"lines {self.lines}, accepted {self.accepted} (already received "
+                                         f"{self.duplicates}, not routed {self.not_routed}), rejected "
+                                         f"{self.rejected_lines}", None, "information")
+        return [summary, *self.rejected]

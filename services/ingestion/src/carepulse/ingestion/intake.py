@@ -1,25 +1,27 @@
-"""The ingestion core, independent of HTTP: validate, route, publish, report.
+"""The ingestion core, independent of transport (HTTP, Kafka, bulk): validate, route, publish once.
 
-Each resource is validated exactly once; what is published is the sender's bytes
-(re-serialised only when a Bundle entry has to be cut out or an id assigned).
+Each resource is validated exactly once; what is published is the sender's bytes when
+they can be passed on as they are, otherwise one compact re-serialisation (a Bundle
+entry cut out, an id assigned, ``urn:uuid`` references resolved).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from carepulse.ingestion import jsonio
+from carepulse.ingestion.dedupe import SeenStore, TopicProbe
 from carepulse.ingestion.routing import Route, route
-from carepulse.shared.fhir.codec import FhirValidationError, Issue, decode_json, validate_document
+from carepulse.shared.fhir.codec import FhirValidationError, Issue, validate_document
+from carepulse.shared.fhir.references import rewrite_references
 from carepulse.shared.kafka.headers import fhir_headers, stable_id
-from carepulse.shared.kafka.producer import Delivered, FhirProducer
+from carepulse.shared.kafka.producer import OutRecord, Publisher
 from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
+_BOM = b"\xef\xbb\xbf"
 
 
 class TransactionRejected(FhirValidationError):
@@ -38,15 +40,25 @@ class Accepted:
     raw: bytes
     route: Route | None
     event_id: str
+    # Dedupe keys: the published event id first, then the content key when it differs.
+    keys: tuple[str, ...]
     issues: list[Issue] = field(default_factory=list)
+    traceparent: str | None = None
+    duplicate: bool = False  # published before (same event): acknowledged, not published again
 
     @property
     def reference(self) -> str:
         return f"{self.resource['resourceType']}/{self.resource['id']}"
 
     @property
+    def version(self) -> str:
+        meta = self.resource.get("meta")
+        vid = meta.get("versionId") if isinstance(meta, dict) else None
+        return str(vid) if vid else "1"
+
+    @property
     def status(self) -> str:
-        return "201 Created" if self.route else "200 OK"
+        return "201 Created" if self.route and not self.duplicate else "200 OK"
 
 
 @dataclass
@@ -56,12 +68,8 @@ class EntryResult:
     status: str = "400 Bad Request"
 
 
-def _compact(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _prefix(issues: list[Issue], resource_type: str, prefix: str) -> list[Issue]:
-    """Re-root FHIRPath expressions of an entry's issues at the Bundle entry."""
+    """Re-root FHIRPath expressions of an entry's issues at the Bundle entry (or NDJSON line)."""
     out = []
     for i in issues:
         expr = i.expression
@@ -75,43 +83,74 @@ def _prefix(issues: list[Issue], resource_type: str, prefix: str) -> list[Issue]
     return out
 
 
+def content_key(doc: dict[str, Any], digest: str) -> str:
+    """The event a resource is: same id + ``meta.versionId``, or same id + content, is the same event."""
+    meta = doc.get("meta")
+    vid = meta.get("versionId") if isinstance(meta, dict) else None
+    if vid:
+        return stable_id(doc["resourceType"], str(doc["id"]), "v", str(vid))
+    return stable_id(doc["resourceType"], str(doc["id"]), "h", digest)
+
+
 class Intake:
-    def __init__(self, topics: Topics, producer: FhirProducer, source_name: str, max_entries: int) -> None:
+    def __init__(self, topics: Topics, producer: Publisher, source_name: str, max_entries: int,
+                 seen: SeenStore | None = None, probe: TopicProbe | None = None) -> None:
         self._topics = topics
         self._producer = producer
         self._source = source_name
         self._max_entries = max_entries
+        self._seen = seen
+        self._probe = probe
 
     # --- single resources -------------------------------------------------
-    def accept(self, raw: bytes, expected_type: str | None, url_id: str | None = None) -> Accepted:
-        """Validate one resource body (``POST /fhir/{type}`` or ``PUT /fhir/{type}/{id}``)."""
-        parsed = validate_document(decode_json(raw), raw, expected_type)
-        doc = parsed.resource
+    def accept(self, raw: bytes, expected_type: str | None, url_id: str | None = None,
+               event_id: str | None = None, traceparent: str | None = None) -> Accepted:
+        """Validate one resource body (``POST /fhir/{type}``, ``PUT /fhir/{type}/{id}``, a Kafka record)."""
+        if raw.startswith(_BOM):
+            raw = raw[3:]
+        doc = validate_document(jsonio.loads(raw), raw, expected_type).resource
         if doc["resourceType"] == "Bundle":
             raise UnsupportedBundle([Issue("not-supported", "post batch/transaction Bundles to the base URL /fhir",
                                            "Bundle.type")])
         if url_id is not None and doc.get("id") != url_id:
             raise FhirValidationError([Issue("invalid", f"resource id {doc.get('id')!r} does not match URL id "
                                                         f"{url_id!r}", f"{doc['resourceType']}.id")])
-        return self._accepted(doc, None if doc.get("id") is None else raw, None)
+        return self._accepted(doc, raw if doc.get("id") else None, None, event_id=event_id, traceparent=traceparent)
+
+    def accept_line(self, line: bytes, where: str, event_id: str | None = None) -> EntryResult:
+        """One NDJSON line (Bulk Data format): an EntryResult, never an exception."""
+        rtype = ""
+        try:
+            doc = jsonio.loads(line)
+            rtype = str(doc.get("resourceType", "")) if isinstance(doc, dict) else ""
+            validate_document(doc, line)
+            if rtype == "Bundle":
+                raise UnsupportedBundle([Issue("not-supported", "NDJSON lines must be resources, not Bundles",
+                                               "Bundle")])
+        except FhirValidationError as e:
+            return EntryResult(issues=_prefix(e.issues, rtype, where) if where else e.issues)
+        raw = line[3:] if line.startswith(_BOM) else line
+        return EntryResult(accepted=self._accepted(doc, raw if doc.get("id") else None, None, event_id=event_id),
+                           status="")
 
     def _accepted(self, doc: dict[str, Any], raw: bytes | None, local: dict[str, str] | None,
-                  full_url: str | None = None) -> Accepted:
-        digest = hashlib.sha256(raw if raw is not None else _compact(doc)).hexdigest()
+                  event_id: str | None = None, traceparent: str | None = None) -> Accepted:
+        digest = jsonio.content_digest(doc)
         if not doc.get("id"):
             # Ids are derived from content, so a retried POST assigns the same id.
-            doc["id"] = full_url[9:] if full_url and full_url.startswith("urn:uuid:") else stable_id("id", digest)
+            doc["id"] = stable_id("id", digest)
             raw = None
-        version = str((doc.get("meta") or {}).get("versionId", ""))
-        event_id = stable_id(doc["resourceType"], doc["id"], version, digest)
+        key = content_key(doc, digest)
+        keys = (event_id, key) if event_id and event_id != key else (key,)
         r = route(doc, self._topics, local)
         issues = [] if r else [Issue("informational", f"accepted, not routed: CarePulse has no consumer for "
                                                       f"{doc['resourceType']}", None, "information")]
-        return Accepted(doc, raw if raw is not None else _compact(doc), r, event_id, issues)
+        return Accepted(doc, raw if raw is not None else jsonio.dumps(doc), r, keys[0], keys, issues, traceparent)
 
     # --- Bundles ------------------------------------------------------------
-    def bundle_entries(self, bundle: dict[str, Any]) -> tuple[str, list[EntryResult]]:
-        """Validate a batch/transaction Bundle entry by entry."""
+    def bundle_entries(self, bundle: dict[str, Any], event_id: str | None = None,
+                       traceparent: str | None = None) -> tuple[str, list[EntryResult]]:
+        """Validate a batch/transaction Bundle entry by entry, Bundle-local references resolved."""
         btype = bundle.get("type")
         if btype not in ("batch", "transaction"):
             raise UnsupportedBundle([Issue("not-supported", f"Bundle type {btype!r}: only batch and transaction "
@@ -122,22 +161,44 @@ class Intake:
         if len(entries) > self._max_entries:
             raise FhirValidationError([Issue("too-costly", f"{len(entries)} entries; at most {self._max_entries}",
                                              "Bundle.entry")])
+        local = self._assign_ids(entries)
+        if local:
+            for e in entries:
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict):
+                    rewrite_references(e["resource"], local)
+        results = [self._entry(i, e, local, None if event_id is None else stable_id(event_id, str(i)), traceparent)
+                   for i, e in enumerate(entries)]
+        return str(btype), results
+
+    @staticmethod
+    def _assign_ids(entries: list[Any]) -> dict[str, str]:
+        """Give every entry resource its id (from the PUT url, the ``urn:uuid`` fullUrl or its content)
+        and map each ``fullUrl`` to ``Type/id``, so references between entries can be resolved."""
         local: dict[str, str] = {}
         for e in entries:
             res = e.get("resource") if isinstance(e, dict) else None
-            if isinstance(res, dict) and isinstance(e.get("fullUrl"), str) and res.get("resourceType"):
-                rid = res.get("id") or (e["fullUrl"][9:] if e["fullUrl"].startswith("urn:uuid:") else None)
-                if rid:
-                    local[e["fullUrl"]] = f"{res['resourceType']}/{rid}"
-        results = [self._entry(i, e, local) for i, e in enumerate(entries)]
-        return str(btype), results
+            if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+                continue
+            full_url = e.get("fullUrl") if isinstance(e.get("fullUrl"), str) else None
+            request = e.get("request") if isinstance(e.get("request"), dict) else {}
+            if not res.get("id"):
+                if str(request.get("method", "")).upper() == "PUT" and isinstance(request.get("url"), str):
+                    res["id"] = request["url"].split("?")[0].rstrip("/").split("/")[-1]
+                elif full_url and full_url.startswith("urn:uuid:"):
+                    res["id"] = full_url[9:]
+                else:
+                    res["id"] = stable_id("id", jsonio.content_digest(res))
+            if full_url and isinstance(res.get("id"), str):
+                local[full_url] = f"{res['resourceType']}/{res['id']}"
+        return local
 
-    def _entry(self, i: int, entry: Any, local: dict[str, str]) -> EntryResult:
+    def _entry(self, i: int, entry: Any, local: dict[str, str], event_id: str | None,
+               traceparent: str | None) -> EntryResult:
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
             return EntryResult(issues=[Issue("required", "entry has no resource", f"{where}.resource")])
         request = entry.get("request") or {}
-        method = str(request.get("method", "POST")).upper()
+        method = str(request.get("method", "POST")).upper() if isinstance(request, dict) else "POST"
         if method not in ("POST", "PUT"):
             return EntryResult(issues=[Issue("not-supported", f"method {method} is not supported",
                                              f"{where}.request.method")], status="405 Method Not Allowed")
@@ -147,26 +208,52 @@ class Intake:
         except FhirValidationError as e:
             rtype = str(res.get("resourceType", ""))
             return EntryResult(issues=_prefix(e.issues, rtype, f"{where}.resource"))
+        if res["resourceType"] == "Bundle":
+            return EntryResult(issues=[Issue("not-supported", "nested Bundles are not processed",
+                                             f"{where}.resource")])
         if method == "PUT":
-            url_id = str(request.get("url", "")).rstrip("/").split("/")[-1]
-            if res.get("id") and res["id"] != url_id:
+            url_id = str(request.get("url", "")).split("?")[0].rstrip("/").split("/")[-1]
+            if res.get("id") != url_id:
                 return EntryResult(issues=[Issue("invalid", "resource id does not match request.url",
                                                  f"{where}.resource.id")])
-            res.setdefault("id", url_id)
-        return EntryResult(accepted=self._accepted(res, None, local, entry.get("fullUrl")), status="")
+        return EntryResult(accepted=self._accepted(res, None, local, event_id, traceparent), status="")
 
     # --- publication ----------------------------------------------------------
-    def _send(self, a: Accepted) -> asyncio.Future[Delivered] | None:
-        if a.route is None:
-            return None
-        headers = fhir_headers(a.resource["resourceType"], a.event_id, self._source)
-        return self._producer.send(a.route.topic, a.route.key, a.raw, headers)
-
     async def publish(self, accepted: list[Accepted]) -> list[BaseException | None]:
-        """Publish in order and wait for every ack; returns the error (or None) per record."""
-        futures = [self._send(a) for a in accepted]
-        pending = [f for f in futures if f is not None]
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        it = iter(results)
-        return [None if f is None else (r if isinstance(r, BaseException) else None)
-                for f, r in ((f, next(it) if f is not None else None) for f in futures)]
+        """Publish each new event once and wait for every ack; the error (or None) per record.
+
+        Events already published (same event id or content) are marked ``duplicate`` and
+        not sent again. Raises DedupeUnavailable/StillPending (transient) before sending anything.
+        """
+        unique: list[Accepted] = []
+        batch_keys: set[str] = set()
+        for a in accepted:
+            if a.route is None:
+                continue
+            if batch_keys.intersection(a.keys):
+                a.duplicate = True  # the same event twice in one request
+                continue
+            batch_keys.update(a.keys)
+            unique.append(a)
+        if self._seen is not None and unique:
+            assert self._probe is not None
+            fresh = await self._seen.claim([a.keys for a in unique], [a.route.topic for a in unique if a.route],
+                                           self._probe)
+            for a, f in zip(unique, fresh, strict=True):
+                a.duplicate = not f
+        to_send = [a for a in unique if not a.duplicate]
+        records = [OutRecord(a.route.topic, a.route.key, a.raw,  # type: ignore[union-attr]
+                             fhir_headers(a.resource["resourceType"], a.event_id, self._source, a.traceparent))
+                   for a in to_send]
+        errors = await self._producer.send_many(records) if records else []
+        failed = {id(a): e for a, e in zip(to_send, errors, strict=True) if e is not None}
+        if self._seen is not None and to_send:
+            done = [k for a in to_send if id(a) not in failed for k in a.keys]
+            lost = [k for a in to_send if id(a) in failed for k in a.keys]
+            try:
+                await self._seen.mark_done(done)
+                await self._seen.release(lost)
+            except Exception:  # noqa: BLE001 - published already; a stale claim is recovered via the topic
+                log.warning("could not mark published events in the dedupe store",
+                            extra={"fields": {"records": len(to_send)}})
+        return [failed.get(id(a)) for a in accepted]

@@ -86,6 +86,8 @@ def decode_json(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise FhirValidationError([Issue("invalid", f"body is not UTF-8: {e.reason}")]) from None
+    except RecursionError:
+        raise FhirValidationError([Issue("too-costly", "JSON nesting is deeper than accepted")]) from None
     except json.JSONDecodeError as e:
         raise FhirValidationError(
             [Issue("structure", f"body is not JSON: {e.msg} at line {e.lineno} column {e.colno}")]
@@ -101,18 +103,24 @@ def validate_document(doc: Any, raw: bytes, expected_type: str | None = None) ->
         raise FhirValidationError([Issue("required", "resourceType is missing", "resourceType")])
     if expected_type is not None and rtype != expected_type:
         raise FhirValidationError(
-            [Issue("invalid", f"resourceType {rtype} does not match the URL type {expected_type}", "resourceType")]
+            [Issue("invalid", f"resourceType {rtype[:64]} does not match the URL type {expected_type[:64]}",
+                   "resourceType")]
         )
     try:
         model = _model_class(rtype)
-    except (KeyError, ValueError, LookupError):
+    except Exception:  # noqa: BLE001 - any lookup failure means: not an R4 type
         raise FhirValidationError(
-            [Issue("not-supported", f"unknown FHIR R4 resource type {rtype!r}", "resourceType")]
+            [Issue("not-supported", f"unknown FHIR R4 resource type {rtype[:64]!r}", "resourceType")]
         ) from None
     try:
         model.model_validate(doc)
     except ValidationError as e:
         raise FhirValidationError(_issues_from_pydantic(rtype, e)) from None
+    except RecursionError:
+        raise FhirValidationError([Issue("too-costly", "resource nesting is deeper than accepted", rtype)]) from None
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        # A validator tripping over input far from FHIR's shape is still the sender's error.
+        raise FhirValidationError([Issue("invalid", f"not a valid {rtype}: {type(e).__name__}", rtype)]) from None
     return ParsedResource(resource=doc, raw=raw)
 
 

@@ -42,3 +42,25 @@ def patient_key(resource: Mapping[str, Any], local: Mapping[str, str] | None = N
 def own_reference(resource: Mapping[str, Any]) -> str:
     """``Type/id`` of the resource itself, the key of records that name no patient."""
     return f"{resource.get('resourceType')}/{resource.get('id', '')}"
+
+
+def rewrite_references(node: Any, local: Mapping[str, str]) -> int:
+    """Replace, in place, every ``reference`` naming a Bundle-local ``fullUrl`` by its ``Type/id``.
+
+    A transaction's entries point at each other by ``urn:uuid:…``; once ids are
+    assigned those references must name the resources as the server knows them.
+    Returns how many references were rewritten.
+    """
+    count = 0
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            ref = cur.get("reference")
+            if isinstance(ref, str) and ref in local:
+                cur["reference"] = local[ref]
+                count += 1
+            stack.extend(v for v in cur.values() if isinstance(v, dict | list))
+        elif isinstance(cur, list):
+            stack.extend(v for v in cur if isinstance(v, dict | list))
+    return count

@@ -1,0 +1,1 @@
+"""CarePulse imaging: chest X-ray DICOM in, pneumonia finding out as FHIR."""

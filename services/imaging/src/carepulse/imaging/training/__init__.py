@@ -1,0 +1,1 @@
+"""Training of the pneumonia chest X-ray classifier (needs the ``train`` extra: torch)."""
