@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SERVICE_PROJECTS := $(sort $(dir $(wildcard services/*/pyproject.toml)))
+# Every service, editable, with the extras that train its models (torch only here, never in images).
+SERVICE_PROJECTS := services/ingestion services/care services/inference "services/imaging[train]" "services/nlp[train]"
+NLP_MODEL := models/text-embedding/1/model.onnx
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps demo test bench protos protos-check lint clean
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps $(NLP_MODEL)
 
 # Debian packages some integration tests need (e.g. a real PACS); installed when missing.
 system-deps:
@@ -24,11 +26,16 @@ $(STAMP): pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.t
 	@echo "==> [setup] virtualenv in $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	@echo "==> [setup] installing shared + services ($(SERVICE_PROJECTS:services/%/=%)) and test tools"
+	@echo "==> [setup] installing shared, the services and the test tools"
 	@$(BIN)/python -m pip install --quiet --progress-bar on \
 		-e "shared[streams,cli,embedded,grpc,tracing]" $(addprefix -e ,$(SERVICE_PROJECTS)) -r tests/requirements.txt
 	@touch $(STAMP)
 	@echo "==> [setup] done"
+
+# The sentence-embedding model (90 MB) and the ICD-10-CM index are built here, not committed.
+$(NLP_MODEL): $(STAMP)
+	@echo "==> [setup] exporting the text-embedding model and building the ICD-10-CM index (a few minutes, once)"
+	@$(BIN)/python -m carepulse.nlp.index_build
 
 protos: setup
 	@echo "==> [protos] regenerating gRPC code from protos/"

@@ -42,6 +42,32 @@ def _add_service_commands(name: str, module: str) -> None:
 
 
 _add_service_commands("context", "carepulse.care.cli")
+_add_service_commands("nlp", "carepulse.nlp.cli")
+
+train_app = typer.Typer(help="Train or build the models CarePulse serves.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+_PASS_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _run_trainer(module: str, ctx: typer.Context) -> None:
+    try:
+        trainer = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        console.print(f"[red]{e.name} is not installed (install the service with its [train] extra)[/]")
+        raise typer.Exit(2) from e
+    raise typer.Exit(trainer.main(list(ctx.args)))
+
+
+@train_app.command("imaging", context_settings=_PASS_ARGS)
+def train_imaging(ctx: typer.Context) -> None:
+    """Train the pneumonia model and export it to models/pneumonia-cxr (--help for options)."""
+    _run_trainer("carepulse.imaging.training.cli", ctx)
+
+
+@train_app.command("nlp-index", context_settings=_PASS_ARGS)
+def train_nlp_index(ctx: typer.Context) -> None:
+    """Export the sentence-embedding model to ONNX and build the ICD-10-CM index (--help for options)."""
+    _run_trainer("carepulse.nlp.index_build", ctx)
 _SEVERITY_STYLE = {"high": "bold red", "moderate": "yellow", "low": "cyan"}
 
 

