@@ -78,6 +78,33 @@ def test_deteriorating_patient_alerts_and_stable_one_does_not(platform: Platform
         assert a.json()["type"] == "message" and a.json()["entry"][0]["resource"]["resourceType"] == "MessageHeader"
 
 
+def test_a_trace_id_set_on_the_post_reaches_the_score_and_the_alert(platform: Platform,
+                                                                    platform_settings: Settings) -> None:
+    trace_id = os.urandom(16).hex()
+    traceparent = f"00-{trace_id}-{os.urandom(8).hex()}-01"
+    pid = str(uuid.uuid4())
+    bundles = [b for rnd in rounds(datetime.now(UTC) - timedelta(hours=4),
+                                   {"d": PROFILES["deteriorating"][2:3]}, {"d": pid}) for b in rnd]
+    with httpx.Client(base_url=platform.ingestion_url, timeout=30) as c:
+        for b in bundles:
+            r = c.post("/fhir", content=json.dumps(b), headers={**FHIR, "traceparent": traceparent})
+            assert r.status_code == 200, r.text
+    reader = TopicReader(platform_settings)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            derived = [r for r in reader.read(TOPICS.derived, timeout=1) if r.key == f"Patient/{pid}"]
+            alerts = [r for r in reader.read(TOPICS.alerts, timeout=1) if r.key == f"Patient/{pid}"]
+            if (alerts and any(r.json()["resourceType"] == "Observation" for r in derived)) \
+                    or time.monotonic() > deadline:
+                break
+    finally:
+        reader.close()
+    score = next(r for r in derived if r.json()["resourceType"] == "Observation")
+    assert score.headers["traceparent"].split("-")[1] == trace_id
+    assert alerts and all(a.headers["traceparent"].split("-")[1] == trace_id for a in alerts)
+
+
 def test_killing_the_care_worker_mid_stream_loses_no_score(platform: Platform, platform_settings: Settings) -> None:
     n_patients = 40
     roles = {f"p{i}": str(uuid.uuid4()) for i in range(n_patients)}

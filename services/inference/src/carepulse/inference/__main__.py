@@ -9,6 +9,7 @@ import signal
 from carepulse.inference.server import InferenceServer
 from carepulse.inference.settings import InferenceSettings
 from carepulse.shared.logs import setup_logging
+from carepulse.shared.tracing import setup_tracing
 
 log = logging.getLogger("carepulse.inference")
 
@@ -30,6 +31,7 @@ async def serve(settings: InferenceSettings) -> None:
 def main() -> None:
     settings = InferenceSettings()
     setup_logging(settings.log_level, settings.log_format)
+    setup_tracing("inference")  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
     asyncio.run(serve(settings))
 
 

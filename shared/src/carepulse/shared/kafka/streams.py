@@ -32,6 +32,7 @@ from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.settings import Settings
+from carepulse.shared.tracing import consume_span, inject_kafka
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ def make_publisher(app: faust.App) -> Publish:
         topic = topics.get(rec.topic)
         if topic is None:
             topic = topics[rec.topic] = app.topic(rec.topic, value_serializer="raw", key_serializer="raw")
-        fut = await topic.send(key=rec.key.encode(), value=rec.value, headers=rec.headers)
+        # Outputs join the trace of the input being handled (see add_handler's span).
+        fut = await topic.send(key=rec.key.encode(), value=rec.value, headers=inject_kafka(rec.headers))
         await fut  # the input may be committed only after its outputs are acknowledged
 
     return publish
@@ -204,7 +206,8 @@ def add_handler(
             while True:
                 started = time.perf_counter()
                 try:
-                    await handler(event.key, event.value, headers)
+                    with consume_span(f"{service} {source_topic}", headers):
+                        await handler(event.key, event.value, headers)
                     ok.inc()
                     timer.observe(time.perf_counter() - started)
                     break
