@@ -56,22 +56,29 @@ class PatientContextStore:
 
     async def put_many(self, patient_id: str, items: list[tuple[str, str, float, dict[str, Any]]]) -> None:
         """Several ``put_latest`` writes (section, field, effective, value) in one round trip."""
+        await self.put_and_get(patient_id, items, [], [])
+
+    async def get_many(self, patient_id: str, sections: list[str], values: list[str]) -> tuple[
+            dict[str, dict[str, dict[str, Any]]], dict[str, str | None]]:
+        """Several sections and single values of one patient in one round trip."""
+        return await self.put_and_get(patient_id, [], sections, values)
+
+    async def put_and_get(
+        self, patient_id: str, items: list[tuple[str, str, float, dict[str, Any]]], sections: list[str],
+        values: list[str],
+    ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str | None]]:
+        """Writes (as ``put_latest``) then reads of one patient, in one round trip: the hot path
+        of a stream worker is one Redis exchange per record."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for section, field, effective, value in items:
                 doc = json.dumps({**value, "t": effective})
                 await self._set_if_newer(keys=[self.key(patient_id, section)],
                                          args=[field, repr(effective), doc, self._ttl], client=pipe)
-            await pipe.execute()
-
-    async def get_many(self, patient_id: str, sections: list[str], values: list[str]) -> tuple[
-            dict[str, dict[str, dict[str, Any]]], dict[str, str | None]]:
-        """Several sections and single values of one patient in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
             for s in sections:
                 pipe.hgetall(self.key(patient_id, s))
             for v in values:
                 pipe.get(self.key(patient_id, v))
-            raw = await pipe.execute()
+            raw = (await pipe.execute())[len(items):]
         hashes = {s: {k.decode(): json.loads(v) for k, v in h.items()} for s, h in zip(sections, raw, strict=False)}
         singles = {v: (r.decode() if r is not None else None) for v, r in zip(values, raw[len(sections):], strict=True)}
         return hashes, singles

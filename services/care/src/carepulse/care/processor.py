@@ -42,6 +42,8 @@ from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
 NEWS2_CODE = NEWS2_TOTAL["code"]
+CONTEXT_READ = ("vitals", "demographics", "conditions", "labs", "findings")
+STATE_KEYS = ("news2-alert", "sepsis-alert")
 NEWS2_EVENTS = {Action.ALERT: ("news2-alert", "NEWS2 early-warning alert"),
                 Action.REMIND: ("news2-reminder", "NEWS2 still at alert level"),
                 Action.RESOLVE: ("news2-resolved", "NEWS2 alert level fallen")}
@@ -125,15 +127,21 @@ class CareProcessor:
         """
         obs = _decode(value)
         found = entries(obs)
-        pid, n = await self.remember(obs, found=found)
-        if pid is None:
+        ref = patient_key(obs)
+        if ref is None:
             if found:  # vital signs, but no patient to attach them to
                 raise ValueError("vital-sign Observation names no Patient subject")
             return Outcome()
         vitals = [e for e in found if e.section == "vitals"]
         if not vitals:
+            _, n = await self.remember(obs, found=found)
             return Outcome(context_entries=n)
-        return await self.assess(pid, max(e.effective for e in vitals), header(headers, "traceparent"), n)
+        pid = ref.split("/", 1)[1]
+        # Write the readings and read the context they complete in one Redis round trip.
+        ctx, states = await self._store.put_and_get(
+            pid, [(e.section, e.field, e.effective, e.value) for e in found], list(CONTEXT_READ), list(STATE_KEYS))
+        return await self.assess(pid, max(e.effective for e in vitals), header(headers, "traceparent"),
+                                 len(found), (ctx, states))
 
     async def restore(self, resource: dict[str, Any]) -> bool:
         """Replay one of care's own past outputs into the alert state (used by rebuild).
@@ -165,10 +173,11 @@ class CareProcessor:
         return True
 
     # --- assessment -------------------------------------------------------------
-    async def assess(self, pid: str, at: float, trace: str | None, n: int = 0) -> Outcome:
+    async def assess(self, pid: str, at: float, trace: str | None, n: int = 0,
+                     context: tuple[dict[str, dict[str, Any]], dict[str, str | None]] | None = None) -> Outcome:
+        """Score the observation set around ``at`` and act on it (``context``: already read)."""
         patient_ref = f"Patient/{pid}"
-        ctx, states = await self._store.get_many(
-            pid, ["vitals", "demographics", "conditions", "labs", "findings"], ["news2-alert", "sepsis-alert"])
+        ctx, states = context or await self._store.get_many(pid, list(CONTEXT_READ), list(STATE_KEYS))
         scale2 = any(c.get("active") and (c.get("hypercapnic") or c.get("spo2_scale2"))
                      for c in ctx["conditions"].values()) or bool(
             ctx["demographics"].get("patient", {}).get("spo2_scale2"))
@@ -201,11 +210,13 @@ class CareProcessor:
                          provenance(ra, self._s.source_name, now, "sepsis screen (qSOFA, NEWS2, lactate)"), trace)
 
         actions = []
-        a = await self._escalate(pid, "news2-alert", score.band, oset, score_obs, [score_obs], "NEWS2",
+        a = await self._escalate(pid, "news2-alert", states["news2-alert"], score.band, oset, score_obs, [score_obs],
+                                 "NEWS2",
                                  describe(oset, score), NEWS2_EVENTS, trace, now)
         if a:
             actions.append(f"news2-{a}")
-        a = await self._escalate(pid, "sepsis-alert", SEPSIS_BAND[sep.risk], oset, ra, [ra, score_obs],
+        a = await self._escalate(pid, "sepsis-alert", states["sepsis-alert"], SEPSIS_BAND[sep.risk], oset, ra,
+                                 [ra, score_obs],
                                  "Possible sepsis", f"Sepsis screen {sep.risk.value}: {'; '.join(sep.reasons)}. "
                                  "Decision support, not a diagnosis.", SEPSIS_EVENTS, trace, now)
         if a:
@@ -242,12 +253,12 @@ class CareProcessor:
         return names, refs
 
     async def _escalate(
-        self, pid: str, state_key: str, band: Band, oset: ObservationSet, focus: dict[str, Any],
+        self, pid: str, state_key: str, stored: str | None, band: Band, oset: ObservationSet, focus: dict[str, Any],
         evidence: list[dict[str, Any]], title: str, detail: str, events: dict[Action, tuple[str, str]],
         trace: str | None, now: float,
     ) -> str | None:
         patient_ref = f"Patient/{pid}"
-        previous = _state(await self._store.get_value(pid, state_key))
+        previous = _state(stored)
         episode = stable_id("episode", patient_ref, state_key, repr(oset.effective))
         decision = decide(previous, band, oset.effective, self._s.care_realert_after_s, episode)
         if decision.action is not None:
