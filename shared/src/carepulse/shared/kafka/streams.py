@@ -10,6 +10,7 @@ and publish with :func:`make_publisher`; the Kafka loop is written once, here.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -146,8 +147,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 PERMANENT: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError)
 
 
+# Acks still owed for the record being handled: inside add_handler, publish() only queues
+# the record and the loop awaits every ack together after the handler returns (outputs of
+# one record are produced in order, and acknowledged before the input is committed).
+_pending_acks: contextvars.ContextVar[list[Awaitable[Any]] | None] = contextvars.ContextVar(
+    "carepulse_pending_acks", default=None)
+
+
 def make_publisher(app: faust.App) -> Publish:
-    """A coroutine that publishes one record and returns once the broker acknowledged it."""
+    """A coroutine that publishes one record; acknowledged before the input is committed."""
     topics: dict[str, faust.TopicT] = {}
 
     async def publish(rec: Outgoing) -> None:
@@ -156,7 +164,11 @@ def make_publisher(app: faust.App) -> Publish:
             topic = topics[rec.topic] = app.topic(rec.topic, value_serializer="raw", key_serializer="raw")
         # Outputs join the trace of the input being handled (see add_handler's span).
         fut = await topic.send(key=rec.key.encode(), value=rec.value, headers=inject_kafka(rec.headers))
-        await fut  # the input may be committed only after its outputs are acknowledged
+        owed = _pending_acks.get()
+        if owed is None:
+            await fut  # outside a handler: wait for this ack now
+        else:
+            owed.append(fut)
 
     return publish
 
@@ -194,7 +206,11 @@ def add_handler(
         dl_headers = deadletter_headers(outcome, source_name, event_id, origin_topic=msg.topic,
                                         origin_offset=msg.offset, stage=service)
         key = (event.key or b"").decode(errors="replace")
-        await publish(Outgoing(deadletter_topic, key, event.value or b"", dl_headers))
+        direct = _pending_acks.set(None)  # the dead letter's own ack is awaited right here
+        try:
+            await publish(Outgoing(deadletter_topic, key, event.value or b"", dl_headers))
+        finally:
+            _pending_acks.reset(direct)
         invalid.inc()
         log.warning("record dead-lettered", extra={"fields": {"topic": msg.topic, "offset": msg.offset,
                                                               "reason": reason[:200]}})
@@ -205,19 +221,26 @@ def add_handler(
             delay = 0.5
             while True:
                 started = time.perf_counter()
+                owed: list[Awaitable[Any]] = []
+                token = _pending_acks.set(owed)
                 try:
                     with consume_span(f"{service} {source_topic}", headers):
                         await handler(event.key, event.value, headers)
+                    await asyncio.gather(*owed)
                     ok.inc()
                     timer.observe(time.perf_counter() - started)
                     break
                 except TRANSIENT as exc:
+                    await asyncio.gather(*owed, return_exceptions=True)  # the retry publishes again
                     log.warning("dependency unavailable, retrying", extra={"fields": {"error": type(exc).__name__}})
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                 except PERMANENT as exc:
+                    await asyncio.gather(*owed, return_exceptions=True)
                     await dead_letter(event, headers, f"{type(exc).__name__}: {exc}")
                     break
+                finally:
+                    _pending_acks.reset(token)
 
     source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
     app.agent(source, name=f"{service}.{source_topic}")(consume)
