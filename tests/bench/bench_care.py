@@ -124,6 +124,7 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
         watcher.start()
         time.sleep(1.0)
         sent: dict[tuple[str, str], float] = {}
+        failed: list[object] = []
 
         async def load() -> float:
             interval = PER_ROUND / RATE
@@ -141,7 +142,8 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
                     tasks.append(asyncio.create_task(c.post(
                         "/fhir", content=json.dumps(bundle), headers={"Content-Type": "application/fhir+json",
                                                                       "Prefer": "return=minimal"})))
-                await asyncio.gather(*tasks)
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                failed.extend(r for r in results if isinstance(r, BaseException) or r.status_code != 200)
                 return time.perf_counter() - start
 
         elapsed = asyncio.run(load())
@@ -165,7 +167,8 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
             {"bench": "care", "case": f"POST -> NEWS2 on fhir.derived at {RATE:.0f} events/s",
              "throughput_per_s": round(events / elapsed, 1), "p50_ms": _pct([x for _, x in score_lat], 0.5),
              "p99_ms": _pct([x for _, x in score_lat], 0.99), "ratio_vs_inprocess": None,
-             "notes": f"{len(sent)} rounds, {lost} without a score after 30 s; p50 last/first third {growth:.2f}"},
+             "notes": f"{len(sent)} rounds ({len(failed)} POSTs failed), {lost} without a score after 30 s; "
+                      f"p50 last/first third {growth:.2f}"},
             {"bench": "care", "case": f"POST -> alert on carepulse.alerts at {RATE:.0f} events/s",
              "throughput_per_s": None, "p50_ms": _pct(alert_lat, 0.5), "p99_ms": _pct(alert_lat, 0.99),
              "ratio_vs_inprocess": None, "notes": f"{len(alert_lat)} alerts"},
