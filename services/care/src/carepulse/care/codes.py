@@ -85,11 +85,13 @@ HYPERCAPNIC_SNOMED = {"65710008"}  # acute respiratory failure with hypercapnia
 SPO2_SCALE2_EXTENSION = "https://carepulse.dev/fhir/StructureDefinition/news2-spo2-scale-2"
 
 # Infection: conditions and findings that are an infection signal for the sepsis screen.
-INFECTION_ICD10_PREFIXES = ("A40", "A41", "J12", "J13", "J14", "J15", "J16", "J17", "J18", "J20", "J21", "J22",
+# Sepsis itself (A40/A41, SNOMED 91302008) is what the screen looks for, not a source of
+# infection: a "rule out sepsis" in a note must not feed its own screen.
+INFECTION_ICD10_PREFIXES = ("J12", "J13", "J14", "J15", "J16", "J17", "J18", "J20", "J21", "J22",
                             "N39.0", "N10", "N30.0", "L03", "K65", "K81.0", "A09", "U07.1", "B34", "J69")
 INFECTION_SNOMED = {
     "233604007": "pneumonia", "385093006": "community acquired pneumonia", "68566005": "urinary tract infection",
-    "128045006": "cellulitis", "91302008": "sepsis", "840539006": "COVID-19", "45816000": "pyelonephritis",
+    "128045006": "cellulitis", "840539006": "COVID-19", "45816000": "pyelonephritis",
     "10509002": "acute bronchitis", "444814009": "viral sinusitis", "195662009": "acute viral pharyngitis",
     "43878008": "streptococcal sore throat", "75498004": "acute bacterial sinusitis",
     "36971009": "sinusitis", "38822007": "cystitis",

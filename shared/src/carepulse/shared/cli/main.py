@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -222,7 +222,7 @@ def demo(kafka: KafkaOpt = None, redis: RedisOpt = None,
          free_ports: Annotated[bool, typer.Option(help="Pick free ports instead of the defaults")] = False,
          pause: Annotated[float, typer.Option(help="Seconds between hourly rounds")] = 1.5) -> None:
     """Start the platform, send the sample patients' vital signs, and show alerts as they arrive."""
-    from carepulse.shared.demo.scenario import patients, rounds, transaction
+    from carepulse.shared.demo.scenario import admission_documents, patients, rounds, transaction
 
     settings = _settings()
     setup_logging("WARNING", settings.log_format)
@@ -239,6 +239,11 @@ def demo(kafka: KafkaOpt = None, redis: RedisOpt = None,
             send_one(client, "/fhir", json.dumps(transaction(list(people.values()))).encode(), report)
             console.print(f"[bold]demo[/]: {len(people)} patients admitted "
                           f"({', '.join(role + ' = Patient/' + p['id'] for role, p in people.items())})")
+            sick = people["deteriorating"]["id"]
+            send_one(client, "/fhir", json.dumps(transaction(admission_documents(
+                sick, datetime.now().astimezone() - timedelta(hours=5)))).encode(), report)
+            console.print(f"[bold]demo[/]: admission note and chest X-ray of Patient/{sick} sent "
+                          "(nlp and imaging findings feed the sepsis screen)")
             for h, bundles in enumerate(rounds()):
                 for b in bundles:
                     send_one(client, "/fhir", json.dumps(b).encode(), report)

@@ -7,6 +7,7 @@ physiology over four hours; "watch" is well but for one alarming parameter.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,36 @@ def round_observations(pid: str, r: Round, at: datetime) -> list[dict[str, Any]]
         _obs(pid, when, "acvpu", "67775-7", "Level of responsiveness",
              valueCodeableConcept={"coding": [{"system": SNOMED, "code": acvpu_code, "display": acvpu_display}]}),
     ]
+
+
+ADMISSION_NOTE = """Chief complaint: cough and fever for three days.
+History of present illness: productive cough, fever and shortness of breath since Monday. No chest pain.
+No recent travel.
+Past medical history: hypertension.
+Family history: mother had type 2 diabetes.
+Assessment: community acquired pneumonia. Rule out sepsis.
+"""
+
+
+def admission_documents(pid: str, at: datetime) -> list[dict[str, Any]]:
+    """The deteriorating patient's admission note (for nlp) and chest X-ray (DICOM, for imaging)."""
+    when = at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    xray = (resources.files("carepulse.shared.demo") / "chest-xray-pneumonia.dcm").read_bytes()
+
+    def doc(key: str, content_type: str, data: bytes, title: str) -> dict[str, Any]:
+        return {
+            "resourceType": "DocumentReference",
+            "id": stable_id("demo", pid, when, key),
+            "status": "current",
+            "type": {"text": title},
+            "subject": {"reference": f"Patient/{pid}"},
+            "date": when,
+            "content": [{"attachment": {"contentType": content_type, "data": base64.b64encode(data).decode(),
+                                        "title": title}}],
+        }
+
+    return [doc("note", "text/plain", ADMISSION_NOTE.encode(), "Admission note"),
+            doc("xray", "application/dicom", xray, "Chest X-ray")]
 
 
 def transaction(resources_: list[dict[str, Any]]) -> dict[str, Any]:
