@@ -41,6 +41,7 @@ class Topics:
     alerts: str
     alerts_retry: str
     deadletter: str
+    audit: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
@@ -55,6 +56,7 @@ class Topics:
             "alerts": "carepulse.alerts",
             "alerts_retry": "carepulse.alerts.retry",
             "deadletter": "fhir.deadletter",
+            "audit": "carepulse.audit",
         }
         return cls(**{k: prefix + v for k, v in base.items()})
 

@@ -2,7 +2,10 @@
 health and metrics.
 
 Only translation happens here (HTTP <-> :class:`Intake`); ``_problem`` is the one
-place that maps domain errors to HTTP status codes.
+place that maps domain errors to HTTP status codes. Every endpoint that accepts data
+goes through ``at_edge``: the caller is authenticated (when ``CAREPULSE_AUTH_ENABLED``),
+scopes are checked before anything is published, and one AuditEvent is published per
+request after the answer is sent. Health, metrics and ``GET /fhir/metadata`` stay open.
 """
 
 from __future__ import annotations
@@ -10,25 +13,37 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepulse.ingestion import jsonio
+from carepulse.ingestion.audit import AuditPublisher, AuditTrail, audit_event
+from carepulse.ingestion.auth import (
+    Authenticator,
+    AuthUnavailable,
+    Forbidden,
+    JwksCache,
+    Principal,
+    Unauthenticated,
+    unrestricted,
+)
 from carepulse.ingestion.capability import capability_statement
 from carepulse.ingestion.dedupe import DedupeUnavailable, SeenStore, StillPending
 from carepulse.ingestion.inbound import InboundConsumer
 from carepulse.ingestion.intake import Accepted, EntryResult, Intake, TransactionRejected, UnsupportedBundle
-from carepulse.ingestion.notifications import FetchFailed, ResourceFetcher, parse_notification
+from carepulse.ingestion.notifications import FetchFailed, ResourceFetcher, parse_notification, resource_type_of
 from carepulse.ingestion.probe import TopicProbe
 from carepulse.ingestion.settings import IngestionSettings
 from carepulse.shared.fhir.codec import FHIR_JSON, FhirValidationError, Issue
 from carepulse.shared.fhir.outcome import operation_outcome
+from carepulse.shared.fhir.references import patient_key
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.producer import Publisher
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
@@ -39,6 +54,7 @@ SERVICE = "ingestion"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _NDJSON_TYPES = ("application/fhir+ndjson", "application/ndjson", "application/x-ndjson")
 _MAX_REPORTED = 1000  # rejected lines named one by one in an import's OperationOutcome
+REALM = "carepulse"
 
 
 class PayloadTooLarge(Exception):
@@ -60,6 +76,14 @@ def _fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _problem(exc: Exception) -> Response:
     """The single mapping from domain errors to HTTP statuses with an OperationOutcome."""
+    if isinstance(exc, Unauthenticated):
+        return _fhir(operation_outcome([Issue("login", str(exc))]), 401,
+                     {"WWW-Authenticate": exc.www_authenticate(REALM)})
+    if isinstance(exc, Forbidden):
+        return _fhir(operation_outcome([Issue("forbidden", str(exc))]), 403,
+                     {"WWW-Authenticate": exc.www_authenticate(REALM)})
+    if isinstance(exc, AuthUnavailable):
+        return _fhir(operation_outcome([Issue("transient", str(exc))]), 503, {"Retry-After": "5"})
     if isinstance(exc, PayloadTooLarge):
         return _fhir(operation_outcome([Issue("too-long", str(exc))]), 413)
     if isinstance(exc, UnsupportedMediaType):
@@ -118,8 +142,38 @@ def _http_date(a: Accepted) -> str:
     return when.strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
+def _first_issue_code(response: Response) -> str | None:
+    """Code of the first issue of an error response's OperationOutcome (for the audit trail)."""
+    if response.status_code < 400 or not isinstance(response.body, bytes | memoryview) or not response.body:
+        return None
+    try:
+        doc = jsonio.loads(bytes(response.body))
+        return str(doc["issue"][0]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _patient_of(a: Accepted) -> str | None:
+    if a.route is not None and a.route.key.startswith("Patient/"):
+        return a.route.key
+    return patient_key(a.resource)
+
+
+def _authenticator(settings: IngestionSettings) -> Authenticator | None:
+    if not settings.auth_enabled:
+        return None
+    jwks = JwksCache(settings.auth_jwks_url, ttl_s=settings.auth_jwks_ttl_s,
+                     min_refetch_s=settings.auth_jwks_min_refetch_s)
+    return Authenticator(issuer=settings.auth_issuer, audience=settings.auth_audience, jwks=jwks,
+                         leeway_s=settings.auth_leeway_s,
+                         algorithms=[a.strip() for a in settings.auth_algorithms.split(",") if a.strip()])
+
+
 def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     topics = Topics.with_prefix(settings.topic_prefix)
+    authn = _authenticator(settings)
+    auditor = AuditPublisher(producer, topics.audit, settings.source_name) if settings.ingestion_audit_enabled \
+        else None
     seen = SeenStore(aioredis.Redis.from_url(
         settings.redis_url, password=settings.redis_password.get_secret_value() if settings.redis_password else None,
         socket_timeout=5, socket_connect_timeout=2), settings.ingestion_dedupe_ttl_s)
@@ -146,18 +200,46 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
             if inbound is not None:
                 await inbound.stop()
             await fetcher.close()
+            if authn is not None:
+                await authn.close()
             await seen.stop()
             await producer.stop()
 
     app = FastAPI(title="CarePulse ingestion", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
     base = settings.ingestion_public_base.rstrip("/")
+    token_url = (settings.auth_token_url or f"{settings.auth_issuer.rstrip('/')}/token") if authn else None
     timer = processing_seconds()
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         code = "not-found" if exc.status_code == 404 else "not-supported"
         return _fhir(operation_outcome([Issue(code, str(exc.detail))]), exc.status_code)
+
+    async def at_edge(request: Request, trail: AuditTrail,
+                      work: Callable[[Principal, AuditTrail], Awaitable[Response]]) -> Response:
+        """Authenticate, run the endpoint, and publish its AuditEvent once the answer is sent."""
+        try:
+            principal = unrestricted() if authn is None else await authn.authenticate(
+                request.headers.get("authorization"))
+            trail.principal = principal
+            response = await work(principal, trail)
+        except Exception as exc:  # noqa: BLE001 - one mapping point for every error
+            response = _problem(exc)
+        if auditor is not None:
+            event = audit_event(trail, status=response.status_code, issue_code=_first_issue_code(response),
+                                client_ip=request.client.host if request.client else None,
+                                source_name=settings.source_name)
+            # After the response: the audit publish adds no latency to the sender.
+            response.background = BackgroundTask(auditor.publish, event)
+        return response
+
+    def trail(interaction: str, resource_type: str | None = None, operation: str | None = None) -> AuditTrail:
+        return AuditTrail(interaction, resource_type, operation, max_entities=settings.ingestion_audit_max_entities)
+
+    def note_accepted(t: AuditTrail, accepted: list[Accepted]) -> None:
+        for a in accepted:
+            t.add(a.reference, _patient_of(a))
 
     def count(outcome: str, n: int = 1, topic: str = "-") -> None:
         if n:
@@ -218,19 +300,27 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     @app.get("/fhir/metadata")
     async def metadata() -> Response:
         return _fhir(capability_statement(f"{base}/fhir", datetime.now(UTC).date().isoformat(),
-                                          notifications=True, bulk_import=True))
+                                          notifications=True, bulk_import=True, token_url=token_url))
 
     @app.post("/fhir")
     async def post_bundle(request: Request) -> Response:
+        return await at_edge(request, trail("batch"), lambda p, t: bundle_work(request, p, t))
+
+    async def bundle_work(request: Request, principal: Principal, t: AuditTrail) -> Response:
         started = time.perf_counter()
         try:
             raw = await _read_body(request, settings.ingestion_max_body_bytes)
             doc = jsonio.loads(raw)
             if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
                 raise FhirValidationError([Issue("invalid", "POST to the base URL takes a Bundle", "resourceType")])
+            if doc.get("type") == "transaction":
+                t.interaction = "transaction"
+            # Every entry's type and method against the scopes, before anything is validated or published.
+            principal.require_all(_bundle_interactions(doc))
             btype, results = intake.bundle_entries(doc, _event_id(request), request.headers.get("traceparent"))
             bad = [r for r in results if r.accepted is None]
             count("invalid", len(bad))
+            t.rejected = len(bad)
             accepted = [r.accepted for r in results if r.accepted is not None]
             if btype == "transaction":
                 if bad:
@@ -244,6 +334,8 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                         r.issues, r.accepted, r.status = [Issue("transient", str(err))], None, "503 Service Unavailable"
                 count("error", sum(e is not None for e in errors))
                 count_accepted([r.accepted for r in results if r.accepted is not None])
+                t.rejected = sum(r.accepted is None for r in results)
+            note_accepted(t, [r.accepted for r in results if r.accepted is not None])
             prefer = _prefer_return(request, "minimal")
             return _fhir({"resourceType": "Bundle", "type": f"{btype}-response",
                           "entry": [entry_response(r, prefer) for r in results]})
@@ -255,9 +347,15 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     @app.post("/fhir/$import")
     async def bulk_import(request: Request) -> Response:
         """NDJSON upload (Bulk Data format): lines validated and published in chunks as they stream in."""
+        return await at_edge(request, trail("operation", operation="import"),
+                             lambda p, t: import_work(request, p, t))
+
+    async def import_work(request: Request, principal: Principal, t: AuditTrail) -> Response:
         started = time.perf_counter()
         report = ImportReport()
         try:
+            if not principal.allows_any("c"):
+                raise Forbidden("$import needs a scope that allows create", "system/*.c")
             ctype = _media_type(request)
             if ctype not in _NDJSON_TYPES:
                 raise UnsupportedMediaType(f"content type {ctype[:60] or '(none)'!r}: send application/fhir+ndjson")
@@ -266,11 +364,15 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
             async for line in _lines(request, settings.ingestion_max_import_bytes, settings.ingestion_max_body_bytes):
                 pending.append(line)
                 if len(pending) >= settings.ingestion_import_chunk_lines:
-                    await import_chunk(pending, report, supplied)
+                    await import_chunk(pending, report, supplied, principal, t)
                     pending = []
-            await import_chunk(pending, report, supplied)
+            await import_chunk(pending, report, supplied, principal, t)
+            t.rejected = report.rejected_lines
             if report.lines == 0:
                 raise FhirValidationError([Issue("required", "no NDJSON lines in the body")])
+            if report.accepted == 0 and report.forbidden and report.forbidden == report.rejected_lines:
+                raise Forbidden(f"scope allows create of none of the {report.lines} line(s)",
+                                " ".join(sorted(f"system/{x}.c" for x in report.forbidden_types)))
             status = 400 if report.accepted == 0 else 200
             return _fhir(operation_outcome(report.issues()), status)
         except (PublishFailed, DedupeUnavailable, StillPending) as exc:
@@ -282,20 +384,28 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
         finally:
             timer.labels(SERVICE, "import").observe(time.perf_counter() - started)
 
-    async def import_chunk(lines: list[bytes], report: ImportReport, supplied: str | None) -> None:
+    async def import_chunk(lines: list[bytes], report: ImportReport, supplied: str | None, principal: Principal,
+                           t: AuditTrail) -> None:
         if not lines:
             return
         results = []
         for line in lines:
             report.lines += 1
             eid = None if supplied is None else f"{supplied}:{report.lines}"
-            results.append((report.lines, intake.accept_line(line, "", eid)))
+            r = intake.accept_line(line, "", eid)
+            if r.accepted is not None and not principal.allows(r.accepted.resource["resourceType"], "c"):
+                rtype = str(r.accepted.resource["resourceType"])
+                r = EntryResult(issues=[Issue("forbidden", f"scope does not allow create of {rtype}")])
+                report.forbidden += 1
+                report.forbidden_types.add(rtype)
+            results.append((report.lines, r))
         accepted = [r.accepted for _, r in results if r.accepted is not None]
         for n, r in results:
             if r.accepted is None:
                 report.reject(n, r.issues)
         count("invalid", len(results) - len(accepted))
         await publish_all(accepted)
+        note_accepted(t, accepted)
         report.accepted += len(accepted)
         report.duplicates += sum(a.duplicate for a in accepted)
         report.not_routed += sum(a.route is None for a in accepted)
@@ -303,10 +413,17 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     @app.post("/fhir/subscription-notification")
     async def notification(request: Request) -> Response:
         """Rest-hook endpoint of a FHIR Subscription (R4B/R5 or the R4 backport)."""
+        return await at_edge(request, trail("create", operation="subscription-notification"),
+                             lambda p, t: notification_work(request, p, t))
+
+    async def notification_work(request: Request, principal: Principal, t: AuditTrail) -> Response:
         started = time.perf_counter()
         try:
             raw = await _read_body(request, settings.ingestion_max_body_bytes)
             note = parse_notification(jsonio.loads(raw))
+            # Checked before any id-only resource is fetched: a client may not make us fetch what it may not send.
+            principal.require_all((f"Bundle.entry[{i}]", resource_type_of(res, url), "c")
+                                  for i, res, url in note.items)
             accepted: list[Accepted] = []
             issues: list[Issue] = []
             for i, res, url in note.items:
@@ -327,6 +444,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                 count("invalid", len(issues))
                 raise FhirValidationError(issues)  # all or nothing: the server sees the error and can resend
             await publish_all(accepted)
+            note_accepted(t, accepted)
             done = [Issue("informational", f"{note.kind}: {len(accepted)} resource(s) received", None,
                           "information")]
             return _fhir(operation_outcome(done), 200)
@@ -335,9 +453,11 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
         finally:
             timer.labels(SERVICE, "notification").observe(time.perf_counter() - started)
 
-    async def create_or_update(request: Request, rtype: str, rid: str | None) -> Response:
+    async def create_or_update(request: Request, rtype: str, rid: str | None, principal: Principal,
+                               t: AuditTrail) -> Response:
         started = time.perf_counter()
         try:
+            principal.require(rtype, "c" if rid is None else "u")
             raw = await _read_body(request, settings.ingestion_max_body_bytes)
             try:
                 accepted = intake.accept(raw, rtype, rid, _event_id(request), request.headers.get("traceparent"))
@@ -345,6 +465,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                 count("invalid")
                 raise
             await publish_all([accepted])
+            note_accepted(t, [accepted])
             log.info("accepted", extra={"fields": {"ref": accepted.reference, "duplicate": accepted.duplicate,
                                                    "topic": accepted.route.topic if accepted.route else None}})
             return single_response(accepted, _prefer_return(request, "representation"), updated=rid is not None)
@@ -355,13 +476,31 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
 
     @app.post("/fhir/{rtype}")
     async def create(rtype: str, request: Request) -> Response:
-        return await create_or_update(request, rtype, None)
+        return await at_edge(request, trail("create", rtype[:64]),
+                             lambda p, t: create_or_update(request, rtype, None, p, t))
 
     @app.put("/fhir/{rtype}/{rid}")
     async def update(rtype: str, rid: str, request: Request) -> Response:
-        return await create_or_update(request, rtype, rid)
+        return await at_edge(request, trail("update", rtype[:64]),
+                             lambda p, t: create_or_update(request, rtype, rid, p, t))
 
     return app
+
+
+def _bundle_interactions(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(where, resource type, interaction) of each entry: POST is create, PUT update. Entries without a
+    resource or with another method are left to validation, which rejects them."""
+    out = []
+    entries = bundle.get("entry")
+    for i, e in enumerate(entries if isinstance(entries, list) else []):
+        res = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            continue
+        request = e.get("request") if isinstance(e.get("request"), dict) else {}
+        method = str(request.get("method", "POST")).upper()
+        if method in ("POST", "PUT"):
+            out.append((f"Bundle.entry[{i}]", res["resourceType"], "c" if method == "POST" else "u"))
+    return out
 
 
 async def _lines(request: Request, limit: int, max_line: int) -> AsyncIterator[bytes]:
@@ -392,6 +531,8 @@ class ImportReport:
         self.lines = self.accepted = self.duplicates = self.not_routed = 0
         self.rejected: list[Issue] = []
         self.rejected_lines = 0
+        self.forbidden = 0  # lines of a type the caller's scopes do not allow
+        self.forbidden_types: set[str] = set()
 
     def reject(self, line: int, issues: list[Issue]) -> None:
         self.rejected_lines += 1

@@ -13,8 +13,27 @@ from carepulse.shared.topics import Topics
 SOFTWARE_VERSION = "0.2.0"
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def smart_security(token_url: str) -> dict[str, Any]:
+    """``rest.security`` of a server protected by SMART Backend Services (client-credentials tokens)."""
+    return {
+        "extension": [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_url}]}],
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR",
+                                 "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"}],
+        "description": "Bearer JWTs from the SMART Backend Services token endpoint. Writes need system scopes: "
+                       "v2 system/<Type>.c (create), .u (update), e.g. system/Observation.c or system/*.cu; v1 "
+                       "system/<Type>.write or system/*.* also. $import needs create of each line's type; "
+                       "GET metadata is open.",
+    }
+
+
 def capability_statement(base_url: str, date: str, *, notifications: bool = True,
-                         bulk_import: bool = True) -> dict[str, Any]:
+                         bulk_import: bool = True, token_url: str | None = None) -> dict[str, Any]:
+    """``token_url`` set: authentication is on and the SMART security is advertised."""
     resources = [
         {
             "type": t,
@@ -41,6 +60,8 @@ def capability_statement(base_url: str, date: str, *, notifications: bool = True
         "resource": resources,
         "interaction": [{"code": "batch"}, {"code": "transaction"}],
     }
+    if token_url:
+        rest["security"] = smart_security(token_url)
     if bulk_import:
         rest["operation"] = [{
             "name": "import",

@@ -103,6 +103,14 @@ def _ref_of(res: dict[str, Any]) -> str:
     return f"{res.get('resourceType')}/{res.get('id')}"
 
 
+def resource_type_of(resource: dict[str, Any] | None, url: str | None) -> str:
+    """Resource type of a notification item: the resource's own, or the one its URL names."""
+    if resource is not None:
+        return str(resource.get("resourceType", ""))
+    ref = _tail(url or "")
+    return ref.split("/")[0] if "/" in ref else ""
+
+
 def _tail(url: str) -> str:
     """``Type/id`` of a relative or absolute resource URL (``_history`` dropped)."""
     parts = url.split("?")[0].rstrip("/").split("/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from carepulse.shared.settings import Settings
 
@@ -32,3 +32,29 @@ class IngestionSettings(Settings):
         "none", description="Producer compression; every consumer must decode it (faust needs cramjam for lz4)"
     )
     ingestion_import_chunk_lines: int = Field(1000, description="NDJSON lines validated and published per batch")
+    ingestion_audit_enabled: bool = Field(True, description="Publish one AuditEvent per request on carepulse.audit")
+    ingestion_audit_max_entities: int = Field(
+        200, description="Resources named one by one in an AuditEvent; beyond it they are counted"
+    )
+    # Authentication at the edge (SMART Backend Services). Off in the embedded platform by default,
+    # on in the production configurations (compose and Helm set CAREPULSE_AUTH_ENABLED=true).
+    auth_enabled: bool = Field(False, description="Require OAuth 2.0 bearer JWTs with SMART system scopes")
+    auth_issuer: str = Field("", description="Expected `iss` of tokens: the authorisation server")
+    auth_audience: str = Field("", description="Expected `aud` of tokens: this server's FHIR base URL")
+    auth_jwks_url: str = Field("", description="The authorisation server's JWKS (public signing keys)")
+    auth_token_url: str = Field("", description="Token endpoint advertised in the CapabilityStatement "
+                                                "(default: <issuer>/token)")
+    auth_leeway_s: float = Field(30.0, description="Clock skew tolerated on exp/nbf/iat")
+    auth_jwks_ttl_s: float = Field(3600.0, description="JWKS kept this long before it is fetched again")
+    auth_jwks_min_refetch_s: float = Field(
+        30.0, description="Least time between two JWKS fetches (an unknown kid fetches at most this often)"
+    )
+    auth_algorithms: str = Field("RS256,RS384,ES256,ES384", description="Accepted JWS algorithms (asymmetric only)")
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> IngestionSettings:
+        if self.auth_enabled:
+            missing = [n for n in ("auth_issuer", "auth_audience", "auth_jwks_url") if not getattr(self, n)]
+            if missing:
+                raise ValueError("CAREPULSE_AUTH_ENABLED needs " + ", ".join(f"CAREPULSE_{m.upper()}" for m in missing))
+        return self

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from carepulse.shared.cli import audit as audit_cli
 from carepulse.shared.cli import models
 from carepulse.shared.cli.alerts import follow, matches, summarise
 from carepulse.shared.cli.send import SendReport, files_in, requests_for, send_one
@@ -31,6 +32,7 @@ from carepulse.shared.settings import Settings
 app = typer.Typer(help="CarePulse: clinical AI on live FHIR data.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False)
 app.add_typer(models.app, name="models")
+app.add_typer(audit_cli.app, name="audit")
 console = Console()
 
 
