@@ -2,8 +2,9 @@
 
 * ``assertion dev <system>`` — negation accuracy/P/R/F1 on the NegEx development set for
   CarePulse's rules, medspaCy's default ConText rules and classic NegEx, in this process.
-* ``icd10cm gold <setting>`` — top-1 ICD-10-CM category accuracy on the gold phrase list,
-  exact/synonym matching alone and with the embedding step (inference service).
+* ``icd10cm gold|dev <setting>`` — top-1 ICD-10-CM category accuracy on the gold phrase list
+  (evaluation) and the development list (what retrieval was tuned on), exact/synonym
+  matching alone and with the embedding step (inference service).
 * ``notes 2KB ...`` — ~2 KB Synthea notes through ``NlpProcessor`` (publish is a no-op):
   rules only in-process (the baseline), then with the embedding step calling
   ``python -m carepulse.inference`` as a subprocess; the share of time in inference vs
@@ -100,7 +101,7 @@ def run(out_dir: pathlib.Path) -> list[dict]:
            "CAREPULSE_INFERENCE_MODELS": "text-embedding", "CAREPULSE_INFERENCE_GRPC_PORT": str(grpc_port),
            "CAREPULSE_INFERENCE_METRICS_PORT": str(metrics_port), "CAREPULSE_LOG_LEVEL": "WARNING"}
     settings = NlpSettings(inference_url=f"127.0.0.1:{grpc_port}")
-    gold = load_gold(DATA / "icd10cm_gold.tsv")
+    lists = {name: load_gold(DATA / f"icd10cm_{name}.tsv") for name in ("gold", "dev")}
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "nlp-inference-server.log").open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "carepulse.inference"], env=env, stdout=log, stderr=log)
@@ -119,14 +120,15 @@ def run(out_dir: pathlib.Path) -> list[dict]:
             async def with_service() -> list[dict]:
                 out: list[dict] = []
                 plain = build_normaliser(settings, lexicon, None)
-                for setting, normaliser_client in (("exact/synonym", None), ("exact + embedding", True)):
-                    async with InferenceClient.from_settings(settings) as client:
-                        n = build_normaliser(settings, lexicon, client if normaliser_client else None)
-                        started = time.perf_counter()
-                        s = await evaluate_gold(gold, n, setting)
-                        out.append(_row(f"icd10cm gold {setting}", s.n / (time.perf_counter() - started), [], None,
-                                        f"top-1 category accuracy={s.accuracy:.3f} on {s.n} phrases; "
-                                        f"by method {s.by_method}"))
+                for name, phrases in lists.items():
+                    for setting, with_client in (("exact/synonym", False), ("exact + embedding", True)):
+                        async with InferenceClient.from_settings(settings) as client:
+                            n = build_normaliser(settings, lexicon, client if with_client else None)
+                            started = time.perf_counter()
+                            s = await evaluate_gold(phrases, n, setting)
+                            out.append(_row(f"icd10cm {name} {setting}", s.n / (time.perf_counter() - started), [],
+                                            None, f"top-1 category accuracy={s.accuracy:.3f} on {s.n} phrases; "
+                                            f"by method {s.by_method}"))
                 base_rate, lat, rules, _ = await _through(
                     NlpProcessor(Topics.with_prefix(""), _noop, pipeline, plain, source_name="bench",
                                  max_note_bytes=settings.nlp_max_note_bytes), notes)

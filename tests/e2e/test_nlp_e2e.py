@@ -27,7 +27,7 @@ NOTE = """PATIENT NAME: Jane Doe    MRN: 55501
 CHIEF COMPLAINT: fever and cough.
 HISTORY OF PRESENT ILLNESS: Three days of fever with productive cough. Chest x-ray consistent with pneumonia.
 She denies dysuria; no evidence of urinary tract infection. Also reports a tummy bug since Monday.
-FAMILY HISTORY: Mother had breast cancer.
+FAMILY HISTORY: Mother had breast cancer. No family history of diabetes.
 """
 
 
@@ -53,7 +53,7 @@ def test_document_reference_yields_conditions(nlp_platform: Platform) -> None:
         assert r.status_code in (200, 201), r.text
     reader = TopicReader(Settings(kafka_bootstrap_servers=nlp_platform.kafka or "", redis_url=nlp_platform.redis or ""))
     try:
-        records = reader.read(TOPICS.derived, at_least=14, timeout=90, settle=3.0)
+        records = reader.read(TOPICS.derived, at_least=16, timeout=90, settle=3.0)
     finally:
         reader.close()
     mine = [parse_resource(r.value).resource for r in records if r.key == f"Patient/{pid}"]
@@ -67,8 +67,11 @@ def test_document_reference_yields_conditions(nlp_platform: Platform) -> None:
     bug = conditions["tummy bug"]
     ext = {e["url"]: e for e in bug["evidence"][0]["extension"][0]["extension"]}
     assert ext["method"]["valueCode"] in ("embedding", "none") and "confidence" in ext
-    fmh = [x for x in mine if x["resourceType"] == "FamilyMemberHistory"]
-    assert len(fmh) == 1 and fmh[0]["condition"][0]["code"]["coding"][0]["code"] == "C50.919"
+    fmh = {x["condition"][0]["code"]["text"]: x for x in mine if x["resourceType"] == "FamilyMemberHistory"}
+    assert set(fmh) == {"breast cancer", "No history of diabetes"}
+    assert fmh["breast cancer"]["condition"][0]["code"]["coding"][0]["code"] == "C50.919"
+    assert "coding" not in fmh["No history of diabetes"]["condition"][0]["code"]  # never a positive code
+    assert "diabetes" not in conditions
     provenance = [x for x in mine if x["resourceType"] == "Provenance"]
     assert len(provenance) == len(mine) // 2
     assert all(x["entity"][0]["what"]["reference"] == f"DocumentReference/{doc_id}" for x in provenance)

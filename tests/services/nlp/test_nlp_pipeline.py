@@ -50,7 +50,7 @@ def test_negation_scope_and_pseudo_triggers(pipeline: ClinicalPipeline) -> None:
     assert by_text(pipeline, "No change in the pleural effusion.")["pleural effusion"] is Status.AFFIRMED
     assert by_text(pipeline, "ROS is -ve for headache.")["headache"] is Status.REFUTED
     assert by_text(pipeline, "Her nausea has resolved.")["nausea"] is Status.HISTORICAL
-    assert by_text(pipeline, "No family history of diabetes.") == {"diabetes": None}
+    assert by_text(pipeline, "No family history of diabetes.") == {"diabetes": Status.FAMILY_REFUTED}
 
 
 def test_abbreviations_match_only_as_written(pipeline: ClinicalPipeline) -> None:

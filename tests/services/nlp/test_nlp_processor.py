@@ -142,3 +142,23 @@ def test_normaliser_exact_then_threshold(lexicon: Lexicon, descriptions: CodeDes
     assert [(x.code, x.method) for x in r] == [
         ("I50.9", Method.LEXICON), ("J20.9", Method.DESCRIPTION), ("R00.0", Method.DESCRIPTION),
         ("A08.4", Method.EMBEDDING), (None, Method.NONE)]
+
+
+def test_no_family_history_is_a_family_member_history_saying_no_history(
+    pipeline: ClinicalPipeline, lexicon: Lexicon, descriptions: CodeDescriptions,
+) -> None:
+    proc, out = make(pipeline, lexicon, descriptions, FakeEmbedder())
+    text = "HISTORY OF PRESENT ILLNESS: Cough.\nFAMILY HISTORY: No family history of diabetes.\n"
+    outcome = asyncio.run(proc.on_document(None, note_record(text, doc_id="doc-fh"), []))
+    resources = [parse_resource(r.value).resource for r in out]
+    # Never a Condition about the patient: "no family history of diabetes" says nothing of theirs.
+    assert [c["code"]["text"] for c in resources if c["resourceType"] == "Condition"] == ["Cough"]
+    (fmh,) = [r for r in resources if r["resourceType"] == "FamilyMemberHistory"]
+    assert fmh["status"] == "completed" and fmh["relationship"]["coding"][0]["code"] == "FAMMEMB"
+    # As in FHIR's FamilyMemberHistory/negation example the condition is "no history of X";
+    # ICD-10-CM has no such concept, so the code of X is kept apart, in the mention extension.
+    assert fmh["condition"] == [{"code": {"text": "No history of diabetes"}}]
+    ext = {e["url"]: e for e in fmh["extension"][0]["extension"]}
+    assert ext["assertion"]["valueCode"] == "negated"
+    assert ext["refutedCode"]["valueCoding"]["code"] == "E11.9"
+    assert outcome.family == 1 and outcome.refuted == 0

@@ -109,19 +109,38 @@ def eval_assertion_cmd(
     typer.echo(next(s for s in results if s.system == "carepulse").line())
 
 
+async def _offline(settings: NlpSettings, work: Any) -> Any:
+    """Like ``_with_normaliser`` with embeddings, but the model runs in-process (needs the train extra)."""
+    from carepulse.nlp.embeddings import EmbeddingIndex
+    from carepulse.nlp.index_build import OnnxEmbedder
+    from carepulse.nlp.normalise import Normaliser
+    from carepulse.nlp.terminology import CodeDescriptions, Lexicon
+
+    lexicon = Lexicon.load()
+    normaliser = Normaliser(lexicon, CodeDescriptions(), OnnxEmbedder(settings.nlp_tokenizer_path.parent),
+                            EmbeddingIndex.load(settings.nlp_index_path), settings.nlp_min_similarity)
+    return await work(lexicon, normaliser)
+
+
 @app.command("eval-normalize")
 def eval_normalize_cmd(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TSV: phrase, category")],
+    offline: Annotated[bool, typer.Option(help="Run the embedding model in-process, not via the inference "
+                                               "service (needs the train extra)")] = False,
 ) -> None:
     """Top-1 ICD-10-CM category accuracy, exact matching alone and with embeddings."""
     from carepulse.nlp.gold_eval import evaluate_gold, load_gold
 
     gold = load_gold(file)
+    settings = NlpSettings()
     table = Table("setting", "n", "top-1 category accuracy", "coded", "by method")
     for setting, embeddings in (("exact/synonym", False), ("exact + embedding", True)):
         async def work(lexicon: Any, normaliser: Any, setting: str = setting) -> Any:
             return await evaluate_gold(gold, normaliser, setting)
-        s = asyncio.run(_with_normaliser(NlpSettings(), embeddings, work))
+        if embeddings and offline:
+            s = asyncio.run(_offline(settings, work))
+        else:
+            s = asyncio.run(_with_normaliser(settings, embeddings, work))
         table.add_row(s.setting, str(s.n), f"{s.accuracy:.3f}", str(s.coded),
                       ", ".join(f"{k}={v}" for k, v in s.by_method.items()))
     console.print(table)

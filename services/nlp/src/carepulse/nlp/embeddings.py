@@ -8,7 +8,6 @@ dot product. Only mention phrases are sent, never whole notes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,12 +27,15 @@ class Embedder(Protocol):
 
 
 class PhraseTokenizer:
-    def __init__(self, path: Path, length: int = SEQUENCE_LENGTH) -> None:
+    def __init__(self, path: Path, length: int = SEQUENCE_LENGTH, fixed: bool = True) -> None:
+        """``fixed``: pad every batch to ``length`` (one shape for dynamic batching); otherwise
+        to the batch's longest phrase, which the offline index build uses to save work
+        (mean pooling ignores padding, so the vectors are the same)."""
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer not found: {path}")
         self._tok = Tokenizer.from_file(str(path))
         self._tok.enable_truncation(max_length=length)
-        self._tok.enable_padding(length=length, pad_id=0, pad_token="[PAD]")
+        self._tok.enable_padding(length=length if fixed else None, pad_id=0, pad_token="[PAD]")
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         enc = self._tok.encode_batch(texts)
@@ -62,38 +64,46 @@ class InferenceEmbedder:
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    code: str
-    text: str
-    score: float
-
-
 class EmbeddingIndex:
     """Unit vectors of ICD-10-CM descriptions (and lexicon synonyms) with their codes."""
 
-    def __init__(self, codes: np.ndarray, texts: np.ndarray, vectors: np.ndarray, model: str) -> None:
+    def __init__(self, codes: np.ndarray, texts: np.ndarray, vectors: np.ndarray, model: str,
+                 fingerprint: str = "") -> None:
         self.codes = codes
         self.texts = texts
         self.vectors = vectors.astype(np.float32)
         self.model = model
+        # What the index was built from (model file, entries): a rebuild is skipped when it matches.
+        self.fingerprint = fingerprint
 
     @classmethod
     def load(cls, path: Path) -> EmbeddingIndex:
         if not path.is_file():
             raise FileNotFoundError(f"embedding index not found: {path} (build it: carepulse train nlp-index)")
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["codes"], z["texts"], z["vectors"], str(z["model"]))
+            fingerprint = str(z["fingerprint"]) if "fingerprint" in z.files else ""
+            return cls(z["codes"], z["texts"], z["vectors"], str(z["model"]), fingerprint)
+
+    @staticmethod
+    def stored_fingerprint(path: Path) -> str:
+        """The fingerprint of the index at ``path`` without loading its vectors ("" if none)."""
+        if not path.is_file():
+            return ""
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["fingerprint"]) if "fingerprint" in z.files else ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, codes=self.codes, texts=self.texts, vectors=self.vectors.astype(np.float16),
-                            model=np.array(self.model))
+                            model=np.array(self.model), fingerprint=np.array(self.fingerprint))
 
-    def search(self, vectors: np.ndarray) -> list[Hit]:
-        """Best entry for each query vector (rows of ``vectors``), by cosine similarity."""
+    def neighbours(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, similarities) of the ``k`` nearest entries of each query vector, nearest first."""
         if len(vectors) == 0:
-            return []
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         sims = vectors.astype(np.float32) @ self.vectors.T
-        best = sims.argmax(axis=1)
-        return [Hit(str(self.codes[j]), str(self.texts[j]), float(sims[i, j])) for i, j in enumerate(best)]
+        k = min(k, sims.shape[1])
+        rows = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(sims, rows, axis=1)
+        order = np.argsort(-top, axis=1)
+        return np.take_along_axis(rows, order, axis=1), np.take_along_axis(top, order, axis=1)

@@ -17,13 +17,20 @@ class Status(StrEnum):
     UNCONFIRMED = "unconfirmed"  # uncertain or hypothetical
     HISTORICAL = "historical"  # clinicalStatus resolved / inactive
     FAMILY = "family"  # a FamilyMemberHistory, not a Condition
+    FAMILY_REFUTED = "family-refuted"  # "no family history of X": a FamilyMemberHistory saying "no history of X"
+
+    @property
+    def family_history(self) -> bool:
+        """Published as a FamilyMemberHistory rather than a Condition."""
+        return self in (Status.FAMILY, Status.FAMILY_REFUTED)
 
 
-def status_of(m: Mention) -> Status | None:
+def status_of(m: Mention) -> Status:
     a = m.assertion
     if a.family:
-        # "No family history of X" says nothing the record can use about the patient.
-        return None if a.negated else Status.FAMILY
+        # "No family history of X" is a fact about the family, not about the patient: never a
+        # refuted Condition (that would say the patient was found not to have X).
+        return Status.FAMILY_REFUTED if a.negated else Status.FAMILY
     if a.negated:
         return Status.REFUTED
     if a.hypothetical or a.uncertain:
@@ -67,8 +74,6 @@ def group(mentions: list[Mention], concepts: list[Normalised]) -> list[Finding]:
     groups: dict[tuple[str, Status], list[tuple[Mention, Normalised]]] = {}
     for m, c in zip(mentions, concepts, strict=True):
         status = status_of(m)
-        if status is None:
-            continue
         key = c.code or f"text:{normalise_phrase(m.text)}"
         groups.setdefault((key, status), []).append((m, c))
     findings = []

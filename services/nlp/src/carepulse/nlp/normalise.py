@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from carepulse.nlp.embeddings import Embedder, EmbeddingIndex
+from carepulse.nlp.rerank import RerankWeights, rerank
 from carepulse.nlp.terminology import CodeDescriptions, Lexicon, icd_coding, normalise_phrase
 
 # Below this cosine similarity the nearest description is not trusted: the mention keeps
@@ -36,8 +37,9 @@ class Normalised:
 class Normaliser:
     def __init__(self, lexicon: Lexicon, descriptions: CodeDescriptions | None = None,
                  embedder: Embedder | None = None, index: EmbeddingIndex | None = None,
-                 min_similarity: float = DEFAULT_MIN_SIMILARITY) -> None:
+                 min_similarity: float = DEFAULT_MIN_SIMILARITY, weights: RerankWeights | None = None) -> None:
         self.lexicon = lexicon
+        self._weights = weights or RerankWeights()
         self._descriptions = descriptions
         self._embedder = embedder
         self._index = index
@@ -60,15 +62,23 @@ class Normaliser:
 
     async def normalise_many(self, phrases: list[str]) -> list[Normalised]:
         results: list[Normalised | None] = [self.exact(p) for p in phrases]
-        todo = [i for i, r in enumerate(results) if r is None and normalise_phrase(phrases[i])]
+        queries = [self.lexicon.expand_abbreviations(p) for p in phrases]
+        for i, q in enumerate(queries):
+            if results[i] is None and q != phrases[i] and (found := self.exact(q)) is not None:
+                results[i] = Normalised(phrases[i], found.code, found.display, found.confidence, found.method)
+        todo = [i for i, r in enumerate(results) if r is None and normalise_phrase(queries[i])]
         if todo and self._embedder is not None and self._index is not None:
-            vectors = await self._embedder.embed([normalise_phrase(phrases[i]) for i in todo])
-            for i, hit in zip(todo, self._index.search(vectors), strict=True):
-                if hit.score >= self._min:
-                    c = icd_coding(hit.code)
-                    results[i] = Normalised(phrases[i], c.code, c.display, round(hit.score, 4), Method.EMBEDDING)
+            index = self._index
+            vectors = await self._embedder.embed([normalise_phrase(queries[i]) for i in todo])
+            rows, sims = index.neighbours(vectors, self._weights.k)
+            for n, i in enumerate(todo):
+                best = rerank(queries[i], rows[n], sims[n], index.texts, index.codes, self._weights)
+                if best.similarity >= self._min:
+                    c = icd_coding(str(index.codes[best.row]))
+                    results[i] = Normalised(phrases[i], c.code, c.display, round(best.similarity, 4),
+                                            Method.EMBEDDING)
                 else:
-                    results[i] = Normalised(phrases[i], None, None, round(hit.score, 4), Method.NONE)
+                    results[i] = Normalised(phrases[i], None, None, round(best.similarity, 4), Method.NONE)
         return [r if r is not None else Normalised(phrases[i], None, None, 0.0, Method.NONE)
                 for i, r in enumerate(results)]
 

@@ -103,14 +103,14 @@ class NlpProcessor:
         now = self._clock()
         trace = header(headers, "traceparent")
         for f in findings:
-            res = family_member_history(note, f, now) if f.status is Status.FAMILY else condition(note, f, now)
+            res = family_member_history(note, f, now) if f.status.family_history else condition(note, f, now)
             await self._emit(note.patient_ref, res, trace)
             await self._emit(note.patient_ref, provenance(res, note, self._agent, now), trace)
         log.info("note analysed", extra={"fields": {"document": note.reference, "findings": len(findings)}})
         return Outcome(
             findings=len(findings),
             refuted=sum(f.status is Status.REFUTED for f in findings),
-            family=sum(f.status is Status.FAMILY for f in findings),
+            family=sum(f.status.family_history for f in findings),
             rules_s=rules_s, inference_s=inference_s,
         )
 

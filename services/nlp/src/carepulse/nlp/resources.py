@@ -44,6 +44,7 @@ def _code(finding: Finding) -> dict[str, Any]:
 
 def _mention_extension(finding: Finding) -> list[dict[str, Any]]:
     out = []
+    c = finding.concept
     for m in finding.mentions:
         parts: list[dict[str, Any]] = [
             {"url": "sentence", "valueString": m.sentence},
@@ -54,6 +55,12 @@ def _mention_extension(finding: Finding) -> list[dict[str, Any]]:
         ]
         if m.section:
             parts.append({"url": "section", "valueString": m.section})
+        if finding.status is Status.FAMILY_REFUTED:
+            # The code of what was ruled out lives here, not in condition.code (see family_member_history).
+            parts.append({"url": "assertion", "valueCode": "negated"})
+            if c.code:
+                parts.append({"url": "refutedCode",
+                              "valueCoding": {"system": ICD10CM_SYSTEM, "code": c.code, "display": c.display}})
         out.append({"url": MENTION_EXT, "extension": parts})
     return out
 
@@ -80,7 +87,18 @@ def condition(note: Note, finding: Finding, recorded: float) -> dict[str, Any]:
 
 
 def family_member_history(note: Note, finding: Finding, recorded: float) -> dict[str, Any]:
+    """A FamilyMemberHistory: the relative named in the sentence (FAMMEMB if none) had the condition.
+
+    "No family history of X" follows FHIR's own negation example (FamilyMemberHistory/negation:
+    ``condition.code`` is a "No history of X" concept, status completed). ICD-10-CM has no
+    negated concepts, so ``condition.code`` carries only the text "No history of X"; the ICD-10-CM
+    code of X sits in the mention extension as ``refutedCode``. Putting X's code in
+    ``condition.code`` would make every consumer that reads codings see a positive history.
+    """
     relative = relative_of(finding.mentions[0].sentence)
+    code = _code(finding)
+    if finding.status is Status.FAMILY_REFUTED:
+        code = {"text": f"No history of {finding.mentions[0].text}"}
     return {
         "resourceType": "FamilyMemberHistory",
         "id": finding_id(note, finding),
@@ -89,7 +107,7 @@ def family_member_history(note: Note, finding: Finding, recorded: float) -> dict
         "patient": {"reference": note.patient_ref},
         "date": iso(recorded),
         "relationship": {"coding": [{"system": ROLE_CODE_CS, "code": relative}]},
-        "condition": [{"code": _code(finding)}],
+        "condition": [{"code": code}],
         "reasonReference": [{"reference": note.reference}],
     }
 

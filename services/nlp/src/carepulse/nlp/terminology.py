@@ -54,6 +54,25 @@ def default_lexicon_path() -> Path:
     return Path(str(resources.files("carepulse.nlp") / "data" / "lexicon.tsv"))
 
 
+def _initials(term: str) -> str:
+    return "".join(w[0] for w in re.findall(r"[a-z0-9]+", term.lower()))
+
+
+def _is_subsequence(short: str, long: str) -> bool:
+    chars = iter(long)
+    return all(c in chars for c in short)
+
+
+def _spelt_out(abbreviation: str, terms: list[LexiconEntry]) -> str:
+    """The full term an abbreviation stands for: the shortest whose word initials spell it
+    (UTI -> urinary tract infection, DM2 -> diabetes mellitus type 2), else the fullest
+    clinical term of the same code (HTN -> essential hypertension)."""
+    spelt = [e.term for e in terms if _is_subsequence(abbreviation.lower(), _initials(e.term))]
+    if spelt:
+        return min(spelt, key=len)
+    return min(terms, key=lambda e: (e.kind != "term", -len(e.term))).term
+
+
 class Lexicon:
     """Synonym/abbreviation lexicon: normalised term -> entry."""
 
@@ -63,6 +82,12 @@ class Lexicon:
         for e in entries:
             self._by_key.setdefault(normalise_phrase(e.term), e)
         self._infection_codes = {e.code for e in entries if e.infection}
+        full_terms: dict[str, list[LexiconEntry]] = {}
+        for e in entries:
+            if e.kind != "abbrev":
+                full_terms.setdefault(e.code, []).append(e)
+        self._expansions = {e.term: _spelt_out(e.term, full_terms[e.code]) for e in entries
+                            if e.kind == "abbrev" and e.code in full_terms and e.term.isalnum()}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Lexicon:
@@ -77,6 +102,15 @@ class Lexicon:
     def lookup(self, phrase: str) -> LexiconEntry | None:
         return self._by_key.get(normalise_phrase(phrase))
 
+    def expand_abbreviations(self, phrase: str) -> str:
+        """``phrase`` with each abbreviation the lexicon knows (as written: "CHF", not "chf")
+        spelt out as a full lexicon term for the same code (``_spelt_out``) ("acute CHF" ->
+        "acute congestive heart failure"): sentence encoders know few clinical abbreviations."""
+        def spelt(m: re.Match[str]) -> str:
+            return self._expansions.get(m.group(0), m.group(0))
+
+        return re.sub(r"[A-Za-z0-9]+", spelt, phrase) if self._expansions else phrase
+
     def is_infection(self, code: str) -> bool:
         return code in self._infection_codes
 
@@ -90,13 +124,53 @@ def indexable(code: str) -> bool:
     """Whether a mention may be coded to ``code`` from its words alone."""
     if code.startswith(_EXCLUDED_CHAPTER_LETTERS):
         return False
-    # Manifestation codes are never coded on their own.
-    return "in diseases classified elsewhere" not in cm.get_description(code).lower()
+    # Manifestation codes ("... in diseases classified elsewhere") and the supplementary
+    # organism codes ("... as the cause of diseases classified elsewhere") are never coded alone.
+    return "classified elsewhere" not in cm.get_description(code).lower()
 
 
 def code_terms(code: str) -> list[str]:
-    """The description and the inclusion terms of ``code`` (tabular list)."""
-    return [cm.get_description(code), *cm.get_inclusion_term(code)]
+    """The description, inclusion terms and "Includes" notes of ``code`` (tabular list), as written."""
+    return [cm.get_description(code), *cm.get_inclusion_term(code), *cm.get_includes(code)]
+
+
+_PARENS = re.compile(r"\s*\(([^()]*)\)")
+_BRACKET = re.compile(r"\s*\[([^\[\]]*)\]")
+_MAX_MODIFIERS = 4
+
+
+def term_variants(term: str) -> list[str]:
+    """The names an ICD-10-CM term stands for, following the tabular list's own conventions.
+
+    ``[...]`` holds a synonym or alternative wording: at the end of a term it is a name in
+    its own right ("Acute nasopharyngitis [common cold]"), inside it replaces the word before
+    it ("herpesviral [herpes simplex] infections"). ``(...)`` holds non-essential modifiers
+    that may or may not be present: the term is kept without them and with each of them.
+    A trailing "NOS" (not otherwise specified) is dropped.
+    """
+    term = re.sub(r",?\s+NOS\b", "", term).strip()
+    bases = [_BRACKET.sub("", term)]
+    for m in _BRACKET.finditer(term):
+        inner = m.group(1).strip()
+        if not inner:
+            continue
+        if not term[m.end():].strip(" ,"):
+            bases.append(inner)
+        else:
+            before = term[:m.start()].rsplit(" ", 1)
+            head = before[0] + " " if len(before) == 2 else ""
+            bases.append(_BRACKET.sub("", head + inner + term[m.end():]))
+    out: list[str] = []
+    for base in bases:
+        # split() alternates the text around the modifiers and the modifiers themselves.
+        pieces = _PARENS.split(base)
+        text, modifiers = pieces[0::2], pieces[1::2]
+        for keep in (None, *range(min(len(modifiers), _MAX_MODIFIERS))):
+            words = [text[0]]
+            for i, mod in enumerate(modifiers):
+                words += [mod if i == keep else "", text[i + 1]]
+            out.append(" ".join(" ".join(words).split()))
+    return [t for t in dict.fromkeys(out) if t]
 
 
 class CodeDescriptions:
@@ -108,11 +182,14 @@ class CodeDescriptions:
             if cm.is_chapter(code) or cm.is_block(code) or not indexable(code):
                 continue
             for term in code_terms(code):
-                key = normalise_phrase(re.sub(r"\s+NOS$", "", term))
-                current = self._by_key.get(key)
-                # Prefer the shortest (most general) code for a description shared by several.
-                if current is None or len(code) < len(current):
-                    self._by_key[key] = code
+                for variant in term_variants(term):
+                    self._add(normalise_phrase(variant), code)
+
+    def _add(self, key: str, code: str) -> None:
+        current = self._by_key.get(key)
+        # Prefer the shortest (most general) code for a description shared by several.
+        if current is None or len(code) < len(current):
+            self._by_key[key] = code
 
     def lookup(self, phrase: str) -> str | None:
         key = normalise_phrase(phrase)
