@@ -11,9 +11,6 @@ import asyncio
 import base64
 import io
 import json
-import threading
-from collections.abc import Coroutine
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,8 +23,7 @@ from carepulse.imaging.classifier import Classifier
 from carepulse.imaging.dicom_files import CR_IMAGE_STORAGE, base_dataset, to_bytes
 from carepulse.imaging.dicomweb import DicomWebClient
 from carepulse.imaging.processor import ImagingProcessor, Outcome
-from carepulse.inference.server import InferenceServer
-from carepulse.inference.settings import InferenceSettings
+from carepulse.inference.testing import ServerThread, local_settings
 from carepulse.shared.inference.client import InferenceClient
 from carepulse.shared.kafka.streams import Outgoing
 from carepulse.shared.topics import Topics
@@ -125,36 +121,15 @@ def imaging_study(rid: str, patient: str, base_url: str, study_uid: str,
     }
 
 
-class InferenceThread:
+class InferenceThread(ServerThread):
     """The real inference service, in-process on its own loop, serving the committed model repository."""
 
     def __init__(self, repository: Path = MODELS, **overrides: Any) -> None:
-        values: dict[str, Any] = dict(model_repository=repository, bind_host="127.0.0.1", inference_grpc_port=0,
-                                      inference_metrics_port=0, inference_providers="cpu", inference_threads=1,
-                                      inference_shutdown_grace_s=1.0, inference_models=MODEL)
-        values.update(overrides)
-        self.loop = asyncio.new_event_loop()
-        self.server = InferenceServer(InferenceSettings(**values))
-        self._thread = threading.Thread(target=self.loop.run_forever, name="inference-server", daemon=True)
-
-    def __enter__(self) -> InferenceThread:
-        self._thread.start()
-        self.call(self.server.start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.call(self.server.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return fut.result(timeout)
+        super().__init__(local_settings(repository, **{"inference_models": MODEL, **overrides}))
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.server.grpc_port}"
+        return self.grpc_url
 
 
 def run(url: str, records: list[tuple[bytes | None, dict[str, Any] | bytes]],

@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from inference_fixtures import ServerThread, build_repository, local_settings
+from inference_fixtures import build_repository
+
+from carepulse.inference.testing import ServerThread, local_settings
 
 
 @pytest.fixture(scope="session")

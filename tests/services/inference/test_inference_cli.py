@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from inference_fixtures import ServerThread
 from typer.testing import CliRunner
 
+from carepulse.inference.testing import ServerThread
 from carepulse.shared.cli.models import app
 
 runner = CliRunner()

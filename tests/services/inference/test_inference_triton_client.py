@@ -9,9 +9,10 @@ import urllib.request
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from inference_fixtures import ServerThread, affine_reference
+from inference_fixtures import affine_reference
 from tritonclient.utils import InferenceServerException
 
+from carepulse.inference.testing import ServerThread
 from carepulse.shared.inference.tensors import CONTENTS_FIELD
 
 pytestmark = pytest.mark.timeout(120)

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import faust
-
 from carepulse.imaging.settings import ImagingSettings
 from carepulse.imaging.worker import build_app
-from carepulse.shared.logs import setup_logging
-from carepulse.shared.tracing import setup_tracing
+from carepulse.shared.kafka.streams import run_worker
 
 
 def main() -> None:
-    settings = ImagingSettings()
-    setup_logging(settings.log_level, settings.log_format)
-    setup_tracing("imaging")  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
-    app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
-    worker.execute_from_commandline()
+    run_worker("imaging", ImagingSettings(), build_app)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiokafka
 import faust
@@ -31,11 +31,13 @@ from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
+from carepulse.shared.logs import setup_logging
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.settings import Settings
-from carepulse.shared.tracing import consume_span, inject_kafka
+from carepulse.shared.tracing import consume_span, inject_kafka, setup_tracing
 
 log = logging.getLogger(__name__)
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -63,6 +65,14 @@ class StreamApp(faust.App):
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         return _Transport(self.conf.broker_consumer, self)
+
+
+def run_worker(service: str, settings: SettingsT, build_app: Callable[[SettingsT], faust.App]) -> None:
+    """Entry point of a stream worker process: logging, tracing, the app, until SIGTERM/SIGINT."""
+    setup_logging(settings.log_level, settings.log_format)
+    setup_tracing(service)  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
+    worker = faust.Worker(build_app(settings), loglevel=settings.log_level, override_logging=False, quiet=True)
+    worker.execute_from_commandline()
 
 
 def make_stream_app(
