@@ -55,9 +55,3 @@ def decide(state: AlertState | None, band: Band, at: float, realert_after: float
         return Decision(Action.REMIND, AlertState(band, at, band, at, episode))
     return Decision(None, AlertState(band, at, alerted, state.alerted_at, episode))
 
-
-def should_alert(previous: Band | None, current: Band) -> bool:
-    """True when ``current`` is a trigger band higher than ``previous`` (a rise)."""
-    if current is Band.LOW:
-        return False
-    return previous is None or current.rank > previous.rank
