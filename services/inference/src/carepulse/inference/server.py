@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -35,6 +36,39 @@ _GRPC_OPTIONS = (
 )
 
 
+class TlsConfigError(ValueError):
+    """A TLS file named in the settings cannot be read; the server must not start without it."""
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TlsConfigError(f"cannot read the {what} at {path}: {e.strerror}") from None
+    if b"-----BEGIN" not in data:
+        raise TlsConfigError(f"the {what} at {path} is not PEM")
+    return data
+
+
+def server_credentials(settings: InferenceSettings) -> grpc.ServerCredentials | None:
+    """TLS (or mutual TLS) credentials from the settings' files, read once; None: plaintext."""
+    if settings.inference_server_tls_cert is None or settings.inference_server_tls_key is None:
+        return None
+    pair = (_read_pem(settings.inference_server_tls_key, "server TLS key"),
+            _read_pem(settings.inference_server_tls_cert, "server TLS certificate"))
+    client_ca = settings.inference_server_tls_client_ca
+    if client_ca is None:
+        return grpc.ssl_server_credentials([pair])
+    return grpc.ssl_server_credentials([pair], root_certificates=_read_pem(client_ca, "client CA bundle"),
+                                       require_client_auth=True)
+
+
+def _tls_mode(settings: InferenceSettings) -> str:
+    if not settings.tls_enabled:
+        return "off"
+    return "mutual" if settings.inference_server_tls_client_ca is not None else "on"
+
+
 class InferenceServer:
     def __init__(self, settings: InferenceSettings) -> None:
         self._settings = settings
@@ -59,19 +93,26 @@ class InferenceServer:
 
     async def start(self) -> None:
         host = self._settings.bind_host
+        # Read before anything binds: a missing or bad file stops the start with its path named.
+        credentials = server_credentials(self._settings)
         await self._set_serving(False)
         self._grpc = grpc.aio.server(options=_GRPC_OPTIONS)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.repository, lambda: self._ready), self._grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{self._settings.inference_grpc_port}")
+        address = f"{host}:{self._settings.inference_grpc_port}"
+        if credentials is None:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        else:
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC to {host}:{self._settings.inference_grpc_port}")
         await self._grpc.start()
         self.metrics_port = await self._start_http(host, self._settings.inference_metrics_port)
         log.info("listening", extra={"fields": {"grpc": f"{host}:{self.grpc_port}",
-                                                "metrics": f"{host}:{self.metrics_port}"}})
+                                                "metrics": f"{host}:{self.metrics_port}",
+                                                "tls": _tls_mode(self._settings)}})
 
         self.load_failures = await self.repository.load_all(self._settings.startup_models)
         for name, reason in self.load_failures.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from carepulse.shared.settings import Settings
 
@@ -23,6 +23,27 @@ class InferenceSettings(Settings):
     )
     inference_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0: one per core)")
     inference_shutdown_grace_s: float = Field(5.0, ge=0, description="Time in-flight calls get on shutdown")
+    # Server-side names carry SERVER so they never collide with the client's CLIENT_TLS_* in one environment.
+    inference_server_tls_cert: Path | None = Field(
+        None, description="PEM certificate chain of the gRPC server; with the key set, gRPC serves TLS only"
+    )
+    inference_server_tls_key: Path | None = Field(None, description="PEM private key of the gRPC server certificate")
+    inference_server_tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle of client certificates; set: mutual TLS, clients without a valid cert refused"
+    )
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> InferenceSettings:
+        # A half-configured TLS must stop the start, never fall back to plaintext.
+        if (self.inference_server_tls_cert is None) != (self.inference_server_tls_key is None):
+            raise ValueError("CAREPULSE_INFERENCE_SERVER_TLS_CERT and _KEY must be set together")
+        if self.inference_server_tls_client_ca is not None and self.inference_server_tls_cert is None:
+            raise ValueError("CAREPULSE_INFERENCE_SERVER_TLS_CLIENT_CA needs the server's TLS_CERT and TLS_KEY")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.inference_server_tls_cert is not None
 
     @property
     def startup_models(self) -> list[str] | None:

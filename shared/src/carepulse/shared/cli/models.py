@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from carepulse.shared.inference.client import InferenceClient, InferenceError
+from carepulse.shared.inference.client import InferenceClient, InferenceError, channel_credentials
 from carepulse.shared.inference.settings import InferenceClientSettings
 
 T = TypeVar("T")
@@ -33,7 +33,8 @@ def _run(url: str | None, timeout: float, call: Callable[[InferenceClient], Awai
 
     async def main() -> T:
         async with InferenceClient(url or settings.inference_url, deadline_s=timeout,
-                                   retries=settings.inference_retries) as client:
+                                   retries=settings.inference_retries, credentials=channel_credentials(settings),
+                                   tls_server_name=settings.inference_client_tls_server_name) as client:
             return await call(client)
 
     try:

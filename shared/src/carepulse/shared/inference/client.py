@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import grpc
@@ -35,6 +36,32 @@ _CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
 )
+
+
+class InferenceTlsConfigError(ValueError):
+    """A TLS file named in the client settings cannot be read."""
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InferenceTlsConfigError(f"cannot read the {what} at {path}: {e.strerror}") from None
+    if b"-----BEGIN" not in data:
+        raise InferenceTlsConfigError(f"the {what} at {path} is not PEM")
+    return data
+
+
+def channel_credentials(settings: InferenceClientSettings) -> grpc.ChannelCredentials | None:
+    """TLS credentials from the settings' files (read once, here); None: plaintext channel."""
+    if settings.inference_client_tls_ca is None:
+        return None
+    ca = _read_pem(settings.inference_client_tls_ca, "inference CA bundle")
+    key = cert = None
+    if settings.inference_client_tls_cert is not None and settings.inference_client_tls_key is not None:
+        key = _read_pem(settings.inference_client_tls_key, "inference client key")
+        cert = _read_pem(settings.inference_client_tls_cert, "inference client certificate")
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
 class InferenceError(Exception):
@@ -80,8 +107,18 @@ class InferenceClient:
         deadline_s: float = 10.0,
         retries: int = 3,
         backoff_s: float = 0.05,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_server_name: str = "",
     ) -> None:
+        """``credentials``: a TLS channel (see :func:`channel_credentials`); None: plaintext.
+
+        ``tls_server_name`` overrides the name checked against the server certificate.
+        """
         self._url = url
+        self._credentials = credentials
+        self._options: tuple[tuple[str, Any], ...] = _CHANNEL_OPTIONS
+        if tls_server_name:
+            self._options += (("grpc.ssl_target_name_override", tls_server_name),)
         self._deadline_s = deadline_s
         self._retries = retries
         self._backoff_s = backoff_s
@@ -90,7 +127,8 @@ class InferenceClient:
 
     @classmethod
     def from_settings(cls, settings: InferenceClientSettings) -> Self:
-        return cls(settings.inference_url, deadline_s=settings.inference_deadline_s, retries=settings.inference_retries)
+        return cls(settings.inference_url, deadline_s=settings.inference_deadline_s, retries=settings.inference_retries,
+                   credentials=channel_credentials(settings), tls_server_name=settings.inference_client_tls_server_name)
 
     @property
     def url(self) -> str:
@@ -111,7 +149,10 @@ class InferenceClient:
     def _get_stub(self) -> pb_grpc.GRPCInferenceServiceStub:
         # Created lazily so the channel binds to the event loop that uses it.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self._url, options=_CHANNEL_OPTIONS)
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self._url, options=self._options)
+            else:
+                self._channel = grpc.aio.secure_channel(self._url, self._credentials, options=self._options)
             self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         return self._stub
 
