@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the patient-context store")
     redis_password: SecretStr | None = Field(None, description="Redis password (kept out of the URL and logs)")
+    context_keys: SecretStr | None = Field(
+        None,
+        description="AES-GCM keys of the patient context in Redis: 'kid:base64key' entries, comma separated; "
+        "the first encrypts, all decrypt (rotation: prepend a new key). Unset: values stored in plaintext",
+    )
     topic_prefix: str = Field("", description="Prefix put before every topic name (e.g. 'site-a.')")
     log_format: Literal["json", "console"] = Field("console", description="Log line format")
     log_level: str = Field("INFO", description="Root log level")

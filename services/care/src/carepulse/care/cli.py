@@ -14,7 +14,7 @@ from carepulse.care.context import SECTIONS
 from carepulse.care.processor import CareProcessor
 from carepulse.care.rebuild import rebuild as rebuild_context
 from carepulse.care.settings import CareSettings
-from carepulse.shared.context_store import PatientContextStore, make_redis
+from carepulse.shared.context_store import PatientContextStore
 from carepulse.shared.topics import Topics
 
 app = typer.Typer(help="The care service's patient context in Redis.", no_args_is_help=True)
@@ -33,7 +33,7 @@ def show(patient: Annotated[str, typer.Argument(help="Patient id (with or withou
     pid = patient.removeprefix("Patient/")
 
     async def load() -> dict:
-        store = PatientContextStore(make_redis(settings))
+        store = PatientContextStore.from_settings(settings)
         try:
             ctx = {s: await store.get_section(pid, s) for s in SECTIONS}
             for key in ("news2-alert", "sepsis-alert"):
@@ -68,7 +68,7 @@ def rebuild() -> None:
     topics = Topics.with_prefix(settings.topic_prefix)
 
     async def run() -> dict[str, int]:
-        store = PatientContextStore(make_redis(settings), ttl_seconds=settings.care_context_ttl_s)
+        store = PatientContextStore.from_settings(settings, ttl_seconds=settings.care_context_ttl_s)
         try:
             return await rebuild_context(CareProcessor(topics, store, _publish_nothing, settings), settings, topics)
         finally:

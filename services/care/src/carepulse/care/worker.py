@@ -7,7 +7,7 @@ import faust
 from carepulse.care.processor import CareProcessor
 from carepulse.care.relay import WebhookRelay
 from carepulse.care.settings import CareSettings
-from carepulse.shared.context_store import PatientContextStore, make_redis
+from carepulse.shared.context_store import PatientContextStore
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.streams import add_handler, make_publisher, make_stream_app
 from carepulse.shared.topics import Topics
@@ -17,7 +17,7 @@ SERVICE = "care"
 
 def build_app(settings: CareSettings) -> faust.App:
     topics = Topics.with_prefix(settings.topic_prefix)
-    store = PatientContextStore(make_redis(settings), ttl_seconds=settings.care_context_ttl_s)
+    store = PatientContextStore.from_settings(settings, ttl_seconds=settings.care_context_ttl_s)
     health = HealthChecks()
     app = make_stream_app(
         settings, settings.care_group, web_port=settings.care_port, data_dir=settings.care_data_dir, health=health
