@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from carepulse.shared.context_crypto import ContextCryptoError
 from carepulse.shared.fhir.codec import Issue
 from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.health import HealthChecks
@@ -150,9 +151,10 @@ Publish = Callable[[Outgoing], Awaitable[None]]
 # subclass) for input that can never be processed: that record is dead-lettered.
 Handler = Callable[[bytes | None, bytes, Headers], Awaitable[object]]
 
-# Dependencies being down is not the record's fault: retry, holding the partition.
+# Dependencies being down (or the context keys being wrong) is not the record's fault:
+# retry, holding the partition, until the operator fixes it.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, KafkaError, ConnectionError, asyncio.TimeoutError,
+    RedisConnectionError, RedisTimeoutError, KafkaError, ConnectionError, asyncio.TimeoutError, ContextCryptoError,
 )
 PERMANENT: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError)
 
