@@ -21,7 +21,6 @@ import os
 import pathlib
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import onnxruntime as ort
@@ -33,6 +32,7 @@ from carepulse.imaging.processor import ImagingProcessor
 from carepulse.shared.inference.client import InferenceClient
 from carepulse.shared.kafka.streams import Outgoing
 from carepulse.shared.platform.processes import free_port, spawn, stop
+from carepulse.shared.platform.supervisor import wait_ready
 from carepulse.shared.topics import Topics
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -81,17 +81,7 @@ def _start_inference(run_dir: pathlib.Path) -> tuple[object, str]:
            "CAREPULSE_INFERENCE_GRPC_PORT": str(grpc_port), "CAREPULSE_INFERENCE_METRICS_PORT": str(metrics_port),
            "CAREPULSE_BIND_HOST": "127.0.0.1", "CAREPULSE_LOG_LEVEL": "WARNING"}
     proc = spawn([sys.executable, "-m", "carepulse.inference"], run_dir / "inference.log", env=env)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:  # type: ignore[attr-defined]
-            raise RuntimeError(f"inference did not start; see {run_dir / 'inference.log'}")
-        time.sleep(0.2)
+    wait_ready(f"http://127.0.0.1:{metrics_port}", proc, 60, run_dir / "inference.log")
     return proc, f"127.0.0.1:{grpc_port}"
 
 

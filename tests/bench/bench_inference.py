@@ -28,6 +28,8 @@ import urllib.request
 
 import numpy as np
 
+from carepulse.shared.platform.supervisor import wait_ready
+
 CONV_CHANNELS, CLASSES, MAX_BATCH = (16, 32, 64), 2, 64
 # Same network at two input sizes: 64x64 (one batch-64 run takes a few ms, so gRPC's fixed
 # per-request cost dominates) and 224x224 (a chest X-ray classifier's usual input size).
@@ -159,23 +161,14 @@ def run(out_dir: pathlib.Path) -> list[dict]:
                              "ceiling: 64 samples per run (latency per run)"))
 
         grpc_port, metrics_port = _free_port(), _free_port()
-        env = {**os.environ, "CAREPULSE_MODEL_REPOSITORY": tmp, "CAREPULSE_INFERENCE_HOST": "127.0.0.1",
+        env = {**os.environ, "CAREPULSE_MODEL_REPOSITORY": tmp, "CAREPULSE_BIND_HOST": "127.0.0.1",
                "CAREPULSE_INFERENCE_GRPC_PORT": str(grpc_port), "CAREPULSE_INFERENCE_METRICS_PORT": str(metrics_port),
                "CAREPULSE_LOG_LEVEL": "WARNING"}
         out_dir.mkdir(parents=True, exist_ok=True)
         with (out_dir / "inference-server.log").open("w") as log:
             server = subprocess.Popen([sys.executable, "-m", "carepulse.inference"], env=env, stdout=log, stderr=log)
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1).status == 200:
-                            break
-                    except OSError:
-                        pass
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"inference server did not start; see {out_dir / 'inference-server.log'}")
-                    time.sleep(0.1)
+                wait_ready(f"http://127.0.0.1:{metrics_port}", server, 60, out_dir / "inference-server.log")
                 metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
                 for name in SIDES:
                     for clients in CLIENTS:

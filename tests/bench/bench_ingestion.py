@@ -21,12 +21,12 @@ import pathlib
 import sys
 import tempfile
 import time
-import urllib.request
 
 from carepulse.shared.fhir.codec import _model_class
 from carepulse.shared.kafka.admin import create_topics
 from carepulse.shared.platform.processes import free_port, spawn, stop
 from carepulse.shared.platform.servers import start_broker, start_redis
+from carepulse.shared.platform.supervisor import wait_ready
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
@@ -135,15 +135,7 @@ def run(out_dir: pathlib.Path) -> list[dict]:
                "CAREPULSE_INGESTION_PORT": str(http_port), "CAREPULSE_LOG_LEVEL": "WARNING"}
         server = spawn([sys.executable, "-m", "carepulse.ingestion"], out_dir / "ingestion-server.log", env=env)
         url = f"http://127.0.0.1:{http_port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/readyz", timeout=1).status == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_ready(url, server, 30, out_dir / "ingestion-server.log")
         try:
             singles = [("/fhir/Observation", json.dumps(d).encode()) for d in docs]
             n, el, lat = asyncio.run(bench_http(url, singles, 16, 1))

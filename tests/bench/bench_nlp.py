@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 from carepulse.nlp.assertion_eval import evaluate, load_examples
 from carepulse.nlp.gold_eval import evaluate_gold, load_gold
@@ -34,6 +33,7 @@ from carepulse.nlp.settings import NlpSettings
 from carepulse.nlp.terminology import Lexicon
 from carepulse.shared.inference.client import InferenceClient
 from carepulse.shared.kafka.streams import Outgoing
+from carepulse.shared.platform.supervisor import wait_ready
 from carepulse.shared.topics import Topics
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "notes"
@@ -97,7 +97,7 @@ def run(out_dir: pathlib.Path) -> list[dict]:
     pipeline = build_pipeline(lexicon)
     notes = _notes_2kb()
     grpc_port, metrics_port = _free_port(), _free_port()
-    env = {**os.environ, "CAREPULSE_MODEL_REPOSITORY": "models", "CAREPULSE_INFERENCE_HOST": "127.0.0.1",
+    env = {**os.environ, "CAREPULSE_MODEL_REPOSITORY": "models", "CAREPULSE_BIND_HOST": "127.0.0.1",
            "CAREPULSE_INFERENCE_MODELS": "text-embedding", "CAREPULSE_INFERENCE_GRPC_PORT": str(grpc_port),
            "CAREPULSE_INFERENCE_METRICS_PORT": str(metrics_port), "CAREPULSE_LOG_LEVEL": "WARNING"}
     settings = NlpSettings(inference_url=f"127.0.0.1:{grpc_port}")
@@ -106,16 +106,7 @@ def run(out_dir: pathlib.Path) -> list[dict]:
     with (out_dir / "nlp-inference-server.log").open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "carepulse.inference"], env=env, stdout=log, stderr=log)
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1).status == 200:
-                        break
-                except OSError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("inference server did not start; see nlp-inference-server.log")
-                time.sleep(0.2)
+            wait_ready(f"http://127.0.0.1:{metrics_port}", server, 90, out_dir / "nlp-inference-server.log")
 
             async def with_service() -> list[dict]:
                 out: list[dict] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -19,6 +18,7 @@ from carepulse.inference.repository import ModelRepository
 from carepulse.inference.servicer import InferenceServicer
 from carepulse.inference.settings import InferenceSettings
 from carepulse.shared.health import HealthChecks
+from carepulse.shared.inference.client import InferenceTlsConfigError, read_pem
 from carepulse.shared.inference.protocol import grpc_service_pb2 as pb
 from carepulse.shared.inference.protocol import grpc_service_pb2_grpc as pb_grpc
 from carepulse.shared.metrics import render_metrics
@@ -36,30 +36,20 @@ _GRPC_OPTIONS = (
 )
 
 
-class TlsConfigError(ValueError):
-    """A TLS file named in the settings cannot be read; the server must not start without it."""
-
-
-def _read_pem(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise TlsConfigError(f"cannot read the {what} at {path}: {e.strerror}") from None
-    if b"-----BEGIN" not in data:
-        raise TlsConfigError(f"the {what} at {path} is not PEM")
-    return data
+# The server's name for the shared error: a TLS file it cannot read stops the start.
+TlsConfigError = InferenceTlsConfigError
 
 
 def server_credentials(settings: InferenceSettings) -> grpc.ServerCredentials | None:
     """TLS (or mutual TLS) credentials from the settings' files, read once; None: plaintext."""
     if settings.inference_server_tls_cert is None or settings.inference_server_tls_key is None:
         return None
-    pair = (_read_pem(settings.inference_server_tls_key, "server TLS key"),
-            _read_pem(settings.inference_server_tls_cert, "server TLS certificate"))
+    pair = (read_pem(settings.inference_server_tls_key, "server TLS key"),
+            read_pem(settings.inference_server_tls_cert, "server TLS certificate"))
     client_ca = settings.inference_server_tls_client_ca
     if client_ca is None:
         return grpc.ssl_server_credentials([pair])
-    return grpc.ssl_server_credentials([pair], root_certificates=_read_pem(client_ca, "client CA bundle"),
+    return grpc.ssl_server_credentials([pair], root_certificates=read_pem(client_ca, "client CA bundle"),
                                        require_client_auth=True)
 
 

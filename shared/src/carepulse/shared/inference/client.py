@@ -39,10 +39,11 @@ _CHANNEL_OPTIONS = (
 
 
 class InferenceTlsConfigError(ValueError):
-    """A TLS file named in the client settings cannot be read."""
+    """A TLS file named in the settings cannot be read; nothing may start without it."""
 
 
-def _read_pem(path: Path, what: str) -> bytes:
+def read_pem(path: Path, what: str) -> bytes:
+    """A PEM file named in the TLS settings (client's or server's), checked to be PEM."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -56,11 +57,11 @@ def channel_credentials(settings: InferenceClientSettings) -> grpc.ChannelCreden
     """TLS credentials from the settings' files (read once, here); None: plaintext channel."""
     if settings.inference_client_tls_ca is None:
         return None
-    ca = _read_pem(settings.inference_client_tls_ca, "inference CA bundle")
+    ca = read_pem(settings.inference_client_tls_ca, "inference CA bundle")
     key = cert = None
     if settings.inference_client_tls_cert is not None and settings.inference_client_tls_key is not None:
-        key = _read_pem(settings.inference_client_tls_key, "inference client key")
-        cert = _read_pem(settings.inference_client_tls_cert, "inference client certificate")
+        key = read_pem(settings.inference_client_tls_key, "inference client key")
+        cert = read_pem(settings.inference_client_tls_cert, "inference client certificate")
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 

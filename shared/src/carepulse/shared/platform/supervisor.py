@@ -57,6 +57,15 @@ def probe(url: str, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
         return 0, {}
 
 
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    """Poll ``base_url``/readyz until it answers 200; fail if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while probe(base_url + "/readyz")[0] != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise ServiceFailed(f"{base_url} did not become ready; see {log}")
+        time.sleep(0.2)
+
+
 @dataclass
 class Platform:
     """One run of the embedded platform."""
@@ -155,11 +164,7 @@ class Platform:
         stop(r.proc, 1.0)
         r.proc = spawn([sys.executable, "-m", r.spec.module], r.log, env=self._service_env(r.spec, r.ports))
         self.write_state()
-        deadline = time.monotonic() + timeout
-        while probe(r.health_url + "/readyz")[0] != 200:
-            if r.proc.poll() is not None or time.monotonic() > deadline:
-                raise ServiceFailed(f"{name} did not come back; see {r.log}")
-            time.sleep(0.2)
+        wait_ready(r.health_url, r.proc, timeout, r.log)
 
     def stop(self, progress: Any = print) -> None:
         for r in reversed(self.services):
