@@ -15,7 +15,7 @@ runs at import time; :func:`setup_tracing` is called once by a process's entry p
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -142,32 +142,32 @@ def current_traceparent(context: Context | None = None) -> str | None:
 
 
 @contextmanager
+def _continued_span(
+    name: str, context: Context, kind: trace.SpanKind, attributes: dict[str, str | int] | None,
+    tracer: trace.Tracer | None,
+) -> Iterator[trace.Span]:
+    tracer = tracer or trace.get_tracer(TRACER_NAME)
+    with tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as span:
+        yield span
+
+
 def consume_span(
     name: str,
     headers: Iterable[tuple[str, bytes]] | None,
     *,
     attributes: dict[str, str | int] | None = None,
     tracer: trace.Tracer | None = None,
-) -> Iterator[trace.Span]:
+) -> AbstractContextManager[trace.Span]:
     """A CONSUMER span continuing the trace of one Kafka record; outputs injected inside it join that trace."""
-    tracer = tracer or trace.get_tracer(TRACER_NAME)
-    with tracer.start_as_current_span(
-        name, context=extract_kafka(headers), kind=trace.SpanKind.CONSUMER, attributes=attributes
-    ) as span:
-        yield span
+    return _continued_span(name, extract_kafka(headers), trace.SpanKind.CONSUMER, attributes, tracer)
 
 
-@contextmanager
 def server_span(
     name: str,
     metadata: Iterable[tuple[str, str | bytes]] | None,
     *,
     attributes: dict[str, str | int] | None = None,
     tracer: trace.Tracer | None = None,
-) -> Iterator[trace.Span]:
+) -> AbstractContextManager[trace.Span]:
     """A SERVER span continuing the trace of one gRPC call (metadata from ``context.invocation_metadata()``)."""
-    tracer = tracer or trace.get_tracer(TRACER_NAME)
-    with tracer.start_as_current_span(
-        name, context=extract_grpc(metadata), kind=trace.SpanKind.SERVER, attributes=attributes
-    ) as span:
-        yield span
+    return _continued_span(name, extract_grpc(metadata), trace.SpanKind.SERVER, attributes, tracer)
