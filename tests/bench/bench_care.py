@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import pathlib
 import tempfile
@@ -22,9 +23,10 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import httpx
-from kafka import KafkaConsumer
+import aiohttp
+from confluent_kafka import Consumer
 
 from carepulse.care.processor import CareProcessor
 from carepulse.care.settings import CareSettings
@@ -87,25 +89,79 @@ def bench_core(redis_url: str) -> tuple[int, float]:
     return asyncio.run(main())
 
 
-def follow(settings: Settings, topics: list[str], seen: dict[tuple[str, str, str], float],
-           stop_: threading.Event) -> None:
-    """Record when each final NEWS2 / alert arrives: key (topic kind, patient, effective time)."""
-    consumer = KafkaConsumer(*topics, bootstrap_servers=settings.kafka_servers, group_id=None,
-                             auto_offset_reset="latest", fetch_max_wait_ms=5)
-    consumer.poll(timeout_ms=500)  # join at the end of the topics before the load starts
+def follow(servers: list[str], topics: list[str], ready: Any, stop_: Any, scores: Any, out: Any) -> None:
+    """Record when each final NEWS2 / alert arrives: key (kind, patient, effective time) -> time.
+
+    Runs in its own process with librdkafka's consumer (confluent-kafka), so that reading the
+    outputs takes as little as possible of the two cores the system under test runs on and
+    does not share a GIL with the load generator (``perf_counter`` is CLOCK_MONOTONIC, so
+    times compare across processes). Only records whose ``resource-type`` matters are parsed.
+    """
+    seen: dict[tuple[str, str, str], float] = {}
+    consumer = Consumer({"bootstrap.servers": ",".join(servers), "group.id": f"bench-{uuid.uuid4()}",
+                         "auto.offset.reset": "latest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
+    assigned = threading.Event()
+    consumer.subscribe(topics, on_assign=lambda c, parts: assigned.set())
+    while not assigned.is_set():
+        consumer.poll(0.1)
+    ready.set()
     while not stop_.is_set():
-        for batch in consumer.poll(timeout_ms=100).values():
+        for m in consumer.consume(num_messages=500, timeout=0.1):
+            if m.error():
+                continue
             now = time.perf_counter()
-            for m in batch:
-                doc = json.loads(m.value)
-                if doc["resourceType"] == "Observation" and doc.get("status") == "final":
-                    seen.setdefault(("score", doc["subject"]["reference"], doc["effectiveDateTime"]), now)
-                elif doc["resourceType"] == "Bundle":
-                    obs = next((e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"),
-                               None)
-                    if obs is not None:
-                        seen.setdefault(("alert", obs["subject"]["reference"], obs["effectiveDateTime"]), now)
+            rtype = dict(m.headers() or []).get("resource-type", b"")
+            if rtype == b"Observation":
+                doc = json.loads(m.value())
+                if doc.get("status") == "final":
+                    key = ("score", doc["subject"]["reference"], doc["effectiveDateTime"])
+                    if key not in seen:
+                        seen[key] = now
+                        scores.value += 1
+            elif rtype == b"Bundle":
+                doc = json.loads(m.value())
+                obs = next((e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"),
+                           None)
+                if obs is not None:
+                    seen.setdefault(("alert", obs["subject"]["reference"], obs["effectiveDateTime"]), now)
     consumer.close()
+    out.send(seen)
+
+
+async def _load(url: str, work: list[tuple[str, float, dict]], interval: float,
+                sent: dict[tuple[str, str], float], post_lat: list[float], failed: list[object]) -> float:
+    """POST every round at its due time (open loop: a slow server does not slow the sender).
+
+    aiohttp, bodies serialised up front: the generator shares the two cores with the
+    system under test, so it must cost as little as possible."""
+    bodies = [json.dumps(b) for _, _, b in work]
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+    async def post(s: aiohttp.ClientSession, body: str) -> None:
+        t = time.perf_counter()
+        try:
+            async with s.post(url + "/fhir", data=body, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    failed.append(r.status)
+        except aiohttp.ClientError as exc:
+            failed.append(exc)
+        post_lat.append(time.perf_counter() - t)
+
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as s:
+        start = time.perf_counter()
+        tasks = []
+        for i, ((pid, at, _), body) in enumerate(zip(work, bodies, strict=True)):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            sent[(pid, when)] = time.perf_counter()
+            tasks.append(asyncio.create_task(post(s, body)))
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - start
 
 
 def bench_platform(out_dir: pathlib.Path) -> list[dict]:
@@ -113,52 +169,31 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
     platform = Platform(Settings(), run_dir, free_ports=True, only=["ingestion", "care"],
                         extra_env={"CAREPULSE_LOG_LEVEL": "WARNING"})
     platform.start(progress=lambda m: None)
+    ctx = multiprocessing.get_context("fork")
+    watcher = None
     try:
         settings = Settings(kafka_bootstrap_servers=platform.kafka or "")
         topics = Topics.with_prefix("")
         n_rounds = int(RATE * DURATION_S / PER_ROUND)
         work = workload(n_rounds)
-        seen: dict[tuple[str, str, str], float] = {}
-        stop_ = threading.Event()
-        watcher = threading.Thread(target=follow, args=(settings, [topics.derived, topics.alerts], seen, stop_))
+        ready, stop_ = ctx.Event(), ctx.Event()
+        receive, out = ctx.Pipe(duplex=False)
+        scores = ctx.Value("i", 0)
+        watcher = ctx.Process(target=follow, args=(settings.kafka_servers, [topics.derived, topics.alerts],
+                                                   ready, stop_, scores, out), daemon=True)
         watcher.start()
-        time.sleep(1.0)
+        ready.wait(30)
+        time.sleep(0.5)
         sent: dict[tuple[str, str], float] = {}
         failed: list[object] = []
-
         post_lat: list[float] = []
-
-        async def timed_post(c: httpx.AsyncClient, body: str) -> httpx.Response:
-            t = time.perf_counter()
-            r = await c.post("/fhir", content=body, headers={"Content-Type": "application/fhir+json",
-                                                             "Prefer": "return=minimal"})
-            post_lat.append(time.perf_counter() - t)
-            return r
-
-        async def load() -> float:
-            interval = PER_ROUND / RATE
-            async with httpx.AsyncClient(base_url=platform.ingestion_url, timeout=30,
-                                         limits=httpx.Limits(max_connections=32)) as c:
-                start = time.perf_counter()
-                tasks = []
-                for i, (pid, at, bundle) in enumerate(work):
-                    due = start + i * interval
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-                    sent[(pid, when)] = time.perf_counter()
-                    tasks.append(asyncio.create_task(timed_post(c, json.dumps(bundle))))
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-                failed.extend(r for r in results if isinstance(r, BaseException) or r.status_code != 200)
-                return time.perf_counter() - start
-
-        elapsed = asyncio.run(load())
+        elapsed = asyncio.run(_load(platform.ingestion_url, work, PER_ROUND / RATE, sent, post_lat, failed))
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(k[0] == "score" for k in seen) < len(sent):
+        while time.monotonic() < deadline and scores.value < len(sent):
             time.sleep(0.2)
         stop_.set()
-        watcher.join()
+        seen = receive.recv()
+        watcher.join(10)
         score_lat = [(sent[(p, w)], seen[("score", p, w)] - sent[(p, w)]) for (kind, p, w) in seen
                      if kind == "score" and (p, w) in sent]
         alert_lat = [seen[("alert", p, w)] - sent[(p, w)] for (kind, p, w) in seen
@@ -185,6 +220,8 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
         ]
         return rows
     finally:
+        if watcher is not None and watcher.is_alive():
+            watcher.kill()
         platform.stop(progress=lambda m: None)
 
 

@@ -36,6 +36,21 @@ def test_newer_reading_wins_even_when_the_older_arrives_last(settings: Settings)
     assert section["pulse"]["value"] == 90 and section["pulse"]["t"] == 200.0
 
 
+def test_writes_survive_a_server_that_lost_its_scripts(settings: Settings) -> None:
+    """A Redis restart or SCRIPT FLUSH empties the script cache: the next write reloads it."""
+    async def scenario(store: PatientContextStore):  # type: ignore[no-untyped-def]
+        await store.put_many("p-flush", [("vitals", "pulse", 100.0, {"value": 60})])
+        await store._redis.script_flush()
+        hashes, _ = await store.put_and_get("p-flush", [("vitals", "pulse", 200.0, {"value": 90}),
+                                                        ("vitals", "resp", 50.0, {"value": 20})], ["vitals"], [])
+        stale, _ = await store.put_and_get("p-flush", [("vitals", "pulse", 150.0, {"value": 70})], ["vitals"], [])
+        return hashes["vitals"], stale["vitals"]
+
+    fresh, after_stale = run(settings, scenario)
+    assert fresh["pulse"]["value"] == 90 and fresh["resp"]["value"] == 20
+    assert after_stale["pulse"]["value"] == 90  # the older reading still loses
+
+
 def test_keys_are_namespaced_and_expire(settings: Settings) -> None:
     async def scenario(store: PatientContextStore):  # type: ignore[no-untyped-def]
         await store.put_latest("p-ttl", "vitals", "spo2", 1.0, {"value": 97})

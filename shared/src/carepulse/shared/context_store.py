@@ -21,6 +21,7 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from carepulse.shared.context_crypto import (
     AuthenticationError,
@@ -141,16 +142,28 @@ class PatientContextStore:
     ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str | None]]:
         """Writes (as ``put_latest``) then reads of one patient, in one round trip: the hot path
         of a stream worker is one Redis exchange per record."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for section, field, effective, value in items:
-                key = self.key(patient_id, section)
-                doc = self._encode(key, field, effective, value)
-                await self._set_if_newer(keys=[key], args=[field, repr(effective), doc, self._ttl], client=pipe)
-            for s in sections:
-                pipe.hgetall(self.key(patient_id, s))
-            for v in values:
-                pipe.get(self.key(patient_id, v))
-            raw = (await pipe.execute())[len(items):]
+        writes = [(self.key(patient_id, section), field, effective, value)
+                  for section, field, effective, value in items]
+        docs = [(key, field, repr(effective), self._encode(key, field, effective, value))
+                for key, field, effective, value in writes]
+        for attempt in (1, 2):
+            # EVALSHA, not the Script object: redis-py would send SCRIPT EXISTS before every
+            # pipeline that holds a script, a second round trip on the hot path. A server that
+            # lost its script cache (restart, flush) answers NOSCRIPT once; load it and resend.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, field, effective_text, doc in docs:
+                    pipe.evalsha(self._set_if_newer.sha, 1, key, field, effective_text, doc, self._ttl)
+                for s in sections:
+                    pipe.hgetall(self.key(patient_id, s))
+                for v in values:
+                    pipe.get(self.key(patient_id, v))
+                try:
+                    raw = (await pipe.execute())[len(items):]
+                    break
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await self._redis.script_load(_SET_IF_NEWER)
         hashes = {s: self._decode_section(patient_id, s, h) for s, h in zip(sections, raw, strict=False)}
         singles = {v: self._decode_value(self.key(patient_id, v), r)
                    for v, r in zip(values, raw[len(sections):], strict=True)}

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         20, description="How long a consumer's fetch may wait for data: the latency floor of each hop"
     )
+    stream_lanes: int = Field(
+        8, ge=1, le=256,
+        description="Records a stream worker handles at once per source topic; records with the same key "
+        "(the same patient) always share a lane, so each patient's records keep their order",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the patient-context store")
     redis_password: SecretStr | None = Field(None, description="Redis password (kept out of the URL and logs)")
     context_keys: SecretStr | None = Field(

@@ -32,6 +32,7 @@ from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
+from carepulse.shared.kafka.lanes import lane_of, run_in_lanes
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.settings import Settings
@@ -63,6 +64,7 @@ class StreamApp(faust.App):
     """faust's App with the consumer's fetch wait under our control."""
 
     fetch_max_wait_ms: int = 500
+    stream_lanes: int = 1
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         return _Transport(self.conf.broker_consumer, self)
@@ -116,6 +118,7 @@ def make_stream_app(
     )
 
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+    app.stream_lanes = settings.stream_lanes
     # Ready once the consumer group has settled: the first rebalance is complete and
     # none is in progress (during one, no partition is being consumed).
     health.add("kafka", lambda: app.rebalancing_count > 0 and not app.rebalancing)
@@ -201,7 +204,7 @@ def add_handler(
     source_name: str,
     publish: Publish,
 ) -> None:
-    """Run ``handler`` on every record of ``source_topic``, at least once, in order per partition.
+    """Run ``handler`` on every record of ``source_topic``, at least once, in order per key.
 
     Input the handler rejects (``PERMANENT`` errors) goes to ``deadletter_topic`` with its
     original bytes and an OperationOutcome; a dependency that is down is retried with
@@ -227,32 +230,45 @@ def add_handler(
         log.warning("record dead-lettered", extra={"fields": {"topic": msg.topic, "offset": msg.offset,
                                                               "reason": reason[:200]}})
 
+    async def process(event: Any) -> None:
+        headers = _headers(event)
+        delay = 0.5
+        while True:
+            started = time.perf_counter()
+            owed: list[Awaitable[Any]] = []
+            token = _pending_acks.set(owed)
+            try:
+                with consume_span(f"{service} {source_topic}", headers):
+                    await handler(event.key, event.value, headers)
+                await asyncio.gather(*owed)
+                ok.inc()
+                timer.observe(time.perf_counter() - started)
+                return
+            except TRANSIENT as exc:
+                await asyncio.gather(*owed, return_exceptions=True)  # the retry publishes again
+                log.warning("dependency unavailable, retrying", extra={"fields": {"error": type(exc).__name__}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except PERMANENT as exc:
+                await asyncio.gather(*owed, return_exceptions=True)
+                await dead_letter(event, headers, f"{type(exc).__name__}: {exc}")
+                return
+            finally:
+                _pending_acks.reset(token)
+
+    async def handle_then_ack(event: Any) -> None:
+        await process(event)
+        # Only now may faust commit this offset: it commits up to the first offset not yet
+        # acknowledged, so a record still waiting in another lane holds the commit back.
+        event.ack()
+
+    lanes = max(1, getattr(app, "stream_lanes", 1))
+
     async def consume(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            headers = _headers(event)
-            delay = 0.5
-            while True:
-                started = time.perf_counter()
-                owed: list[Awaitable[Any]] = []
-                token = _pending_acks.set(owed)
-                try:
-                    with consume_span(f"{service} {source_topic}", headers):
-                        await handler(event.key, event.value, headers)
-                    await asyncio.gather(*owed)
-                    ok.inc()
-                    timer.observe(time.perf_counter() - started)
-                    break
-                except TRANSIENT as exc:
-                    await asyncio.gather(*owed, return_exceptions=True)  # the retry publishes again
-                    log.warning("dependency unavailable, retrying", extra={"fields": {"error": type(exc).__name__}})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                except PERMANENT as exc:
-                    await asyncio.gather(*owed, return_exceptions=True)
-                    await dead_letter(event, headers, f"{type(exc).__name__}: {exc}")
-                    break
-                finally:
-                    _pending_acks.reset(token)
+        # Lanes overlap the Redis and Kafka waits of different patients; each patient's
+        # records stay in one lane, in order, so results equal one-at-a-time handling.
+        await run_in_lanes(stream.noack().events(), lambda e: lane_of(e.key, e.message.partition, lanes),
+                           lanes, handle_then_ack)
 
     source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
     app.agent(source, name=f"{service}.{source_topic}")(consume)
