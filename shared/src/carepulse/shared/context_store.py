@@ -46,6 +46,27 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
 """
 
+# Writes (as _SET_IF_NEWER, one per hash field) then reads of one patient, in one command.
+# KEYS: the written hashes, then the hashes read whole, then the single values read.
+# ARGV: number of writes, number of hashes read, TTL, then (field, time, document) per write.
+# Returns the flat HGETALL of each hash read, then each value (nil when missing).
+_PUT_AND_GET = """
+local nw, ns, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, nw do
+  local key, a = KEYS[i], 3 + (i - 1) * 3
+  local cur = redis.call('HGET', key, ARGV[a + 1])
+  local t = cur and cjson.decode(cur)['t']
+  if not (t and tonumber(t) > tonumber(ARGV[a + 2])) then
+    redis.call('HSET', key, ARGV[a + 1], ARGV[a + 3])
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+local out = {}
+for i = nw + 1, nw + ns do out[#out + 1] = redis.call('HGETALL', KEYS[i]) end
+for i = nw + ns + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
+return out
+"""
+
 
 def make_redis(settings: Settings) -> aioredis.Redis:
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
@@ -72,6 +93,7 @@ class PatientContextStore:
         self._ttl = ttl_seconds
         self._keyring = keyring
         self._set_if_newer = client.register_script(_SET_IF_NEWER)
+        self._put_and_get = client.register_script(_PUT_AND_GET)
 
     @classmethod
     def from_settings(cls, settings: Settings, ttl_seconds: int = 7 * 24 * 3600) -> PatientContextStore:
@@ -142,28 +164,21 @@ class PatientContextStore:
     ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str | None]]:
         """Writes (as ``put_latest``) then reads of one patient, in one round trip: the hot path
         of a stream worker is one Redis exchange per record."""
-        writes = [(self.key(patient_id, section), field, effective, value)
-                  for section, field, effective, value in items]
-        docs = [(key, field, repr(effective), self._encode(key, field, effective, value))
-                for key, field, effective, value in writes]
-        for attempt in (1, 2):
-            # EVALSHA, not the Script object: redis-py would send SCRIPT EXISTS before every
-            # pipeline that holds a script, a second round trip on the hot path. A server that
-            # lost its script cache (restart, flush) answers NOSCRIPT once; load it and resend.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, field, effective_text, doc in docs:
-                    pipe.evalsha(self._set_if_newer.sha, 1, key, field, effective_text, doc, self._ttl)
-                for s in sections:
-                    pipe.hgetall(self.key(patient_id, s))
-                for v in values:
-                    pipe.get(self.key(patient_id, v))
-                try:
-                    raw = (await pipe.execute())[len(items):]
-                    break
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-                    await self._redis.script_load(_SET_IF_NEWER)
+        keys: list[str] = []
+        args: list[str | int] = [len(items), len(sections), self._ttl]
+        for section, field, effective, value in items:
+            key = self.key(patient_id, section)
+            keys.append(key)
+            args += [field, repr(effective), self._encode(key, field, effective, value)]
+        keys += [self.key(patient_id, s) for s in sections] + [self.key(patient_id, v) for v in values]
+        try:
+            # One command, not a pipeline of one per write and read: redis-py's cost is per command.
+            reply = await self._redis.evalsha(self._put_and_get.sha, len(keys), *keys, *args)
+        except NoScriptError:  # the server lost its scripts (restart, SCRIPT FLUSH): load, resend once
+            await self._redis.script_load(_PUT_AND_GET)
+            reply = await self._redis.evalsha(self._put_and_get.sha, len(keys), *keys, *args)
+        raw = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in reply[:len(sections)]]
+        raw += reply[len(sections):]
         hashes = {s: self._decode_section(patient_id, s, h) for s, h in zip(sections, raw, strict=False)}
         singles = {v: self._decode_value(self.key(patient_id, v), r)
                    for v, r in zip(values, raw[len(sections):], strict=True)}
