@@ -12,12 +12,14 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP) system-deps nlp-index
 
-# Debian packages some integration tests need (e.g. a real PACS); installed when missing.
+# Debian packages some integration tests need (e.g. a real PACS); installed when missing. The tests
+# start their own redis-server (TLS); the one a systemd host would start on 6379 is turned off.
 system-deps:
 	@missing=$$(for p in $$(grep -v '^#' tests/debian-packages.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "==> [setup] installing Debian packages: $$missing"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+			systemctl disable --now redis-server >/dev/null 2>&1 || true; \
 		else echo "run as root or install: sudo apt-get install $$missing"; exit 1; fi; \
 	fi
 

@@ -15,6 +15,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
@@ -27,10 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     settings = Settings()
+    security = kafka_client_security(settings)  # the same TLS/SASL as the services; a bad setup fails now
     deadline = time.monotonic() + args.timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="carepulse-topics")
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="carepulse-topics",
+                                     **security)
             break
         except KafkaError:
             if time.monotonic() > deadline:

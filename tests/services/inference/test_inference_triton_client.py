@@ -253,3 +253,19 @@ def test_grpc_health_service(server: ServerThread) -> None:
         for service in ("", "inference.GRPCInferenceService"):
             status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
             assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_requests_over_the_size_limit_are_refused_and_the_server_goes_on(make_server) -> None:  # noqa: ANN001
+    limit = 4 * 1024 * 1024
+    with make_server(inference_max_request_bytes=limit) as small:
+        c = triton.InferenceServerClient(small.grpc_url)
+        try:
+            big = np.ones((1, limit // 4 + 1024), np.float32)  # one tensor just over the limit
+            with pytest.raises(InferenceServerException) as exc:
+                c.infer("affine", [_input("x", big, "FP32")])
+            assert _status(exc) == "StatusCode.RESOURCE_EXHAUSTED"
+            x = np.ones((1, 4), np.float32)
+            np.testing.assert_allclose(c.infer("affine", [_input("x", x, "FP32")]).as_numpy("logits"),
+                                       affine_reference(x, 2)[0], rtol=1e-5)
+        finally:
+            c.close()

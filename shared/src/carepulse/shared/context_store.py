@@ -31,6 +31,7 @@ from carepulse.shared.context_crypto import (
     open_sealed,
     seal,
 )
+from carepulse.shared.redis_client import make_redis  # the one factory (TLS, ACL); re-exported
 from carepulse.shared.settings import Settings
 
 # Replace a hash field only if the stored value's "t" (epoch seconds) is not newer. Both the
@@ -66,11 +67,6 @@ for i = nw + 1, nw + ns do out[#out + 1] = redis.call('HGETALL', KEYS[i]) end
 for i = nw + ns + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
 return out
 """
-
-
-def make_redis(settings: Settings) -> aioredis.Redis:
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return aioredis.Redis.from_url(settings.redis_url, password=password, decode_responses=False)
 
 
 def context_keyring(settings: Settings) -> Keyring | None:

@@ -6,6 +6,7 @@ environment anywhere else, so a test can build a settings object and hand it in.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -26,6 +27,10 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         20, description="How long a consumer's fetch may wait for data: the latency floor of each hop"
     )
+    kafka_max_record_bytes: int = Field(
+        12 * 1024 * 1024, ge=1024,
+        description="Largest record a stream worker handles; a bigger one is dead-lettered (its first 64 KiB kept)",
+    )
     stream_lanes: int = Field(
         8, ge=1, le=256,
         description="Records a stream worker handles at once per source topic; records with the same key "
@@ -33,6 +38,29 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the patient-context store")
     redis_password: SecretStr | None = Field(None, description="Redis password (kept out of the URL and logs)")
+    # Transport security of the two shared links (see carepulse.shared.redis_client and
+    # carepulse.shared.kafka.security, which check these at client build and refuse half a setup).
+    redis_username: str = Field("", description="Redis ACL user (empty: the default user, password only)")
+    redis_tls_ca: Path | None = Field(
+        None, description="PEM CA bundle that signed Redis' certificate (rediss:// URLs; unset: system CAs)"
+    )
+    redis_tls_cert: Path | None = Field(None, description="PEM client certificate for Redis (tls-auth-clients yes)")
+    redis_tls_key: Path | None = Field(None, description="PEM private key of the Redis client certificate")
+    redis_tls_check_hostname: bool = Field(True, description="Check Redis' certificate names its host")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol: SSL (TLS, mTLS with a client cert) or SASL_SSL (+ SCRAM)"
+    )
+    kafka_tls_ca: Path | None = Field(
+        None, description="PEM CA bundle that signed the brokers' certificates (unset: system CAs)"
+    )
+    kafka_tls_cert: Path | None = Field(None, description="PEM client certificate for Kafka (mutual TLS)")
+    kafka_tls_key: Path | None = Field(None, description="PEM private key of the Kafka client certificate")
+    kafka_tls_check_hostname: bool = Field(True, description="Check the brokers' certificates name their hosts")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (SASL_* protocols); PLAIN only over SASL_SSL"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user (SASL_* protocols)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* protocols)")
     context_keys: SecretStr | None = Field(
         None,
         description="AES-GCM keys of the patient context in Redis: 'kid:base64key' entries, comma separated; "

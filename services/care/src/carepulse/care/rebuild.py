@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from kafka import KafkaConsumer, TopicPartition
 
 from carepulse.care.processor import CareProcessor
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
 
 def _records(settings: Settings, topic: str, batch: int = 500) -> Iterator[list[bytes]]:
     """Every record of ``topic`` from the beginning up to its current end, in batches."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, group_id=None, enable_auto_commit=False,
+                             **kafka_client_security(settings))
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)

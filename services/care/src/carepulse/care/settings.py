@@ -25,3 +25,6 @@ class CareSettings(Settings):
     webhook_urls: str = Field("", description="Comma-separated URLs the alert relay POSTs every alert Bundle to")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing webhook bodies")
     webhook_max_attempts: int = Field(5, description="Delivery attempts before an alert goes to the retry topic")
+    care_audit_enabled: bool = Field(
+        True, description="Publish one AuditEvent per alert delivery outcome (delivered, parked) on carepulse.audit"
+    )

@@ -23,12 +23,18 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi, pixel_array
 
+from carepulse.imaging.sources import InputLimits
+
 # Storage classes that are never images, whatever else they carry.
 _NON_IMAGE_MODALITIES = {"SR", "SEG", "RTPLAN", "RTSTRUCT", "RTDOSE", "ECG", "KO", "PR", "DOC", "REG", "RTRECORD"}
 
 
 class UnsupportedDicom(ValueError):
     """DICOM that is not a greyscale image this service can read (reason in the message)."""
+
+
+class DicomTooLarge(UnsupportedDicom):
+    """DICOM over one of the :class:`~carepulse.imaging.sources.InputLimits` (bytes, frames, pixels)."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,7 @@ class DecodeFirstFrame:
         photometric = str(_require(ds, "PhotometricInterpretation")).upper()
         if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422"):
             raise UnsupportedDicom(f"photometric interpretation {photometric} not supported")
-        try:
-            frames = int(ds.get("NumberOfFrames") or 1)
-        except (TypeError, ValueError):
-            raise UnsupportedDicom(f"bad NumberOfFrames {ds.get('NumberOfFrames')!r}") from None
+        frames = _frames(ds)
         try:
             # index=0 decodes only the first frame of a multi-frame object; YBR comes back as RGB.
             arr = pixel_array(ds, index=0 if frames > 1 else None)
@@ -248,9 +251,36 @@ def _study_datetime(ds: Dataset) -> str | None:
     return f"{date[0:4]}-{date[4:6]}-{date[6:8]}"
 
 
-def prepare(raw: bytes, chain: Sequence[Operator] | None = None) -> Prepared:
-    """Run DICOM bytes through ``chain`` (default: :func:`default_chain`)."""
+def _frames(ds: Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        raise UnsupportedDicom(f"bad NumberOfFrames {ds.get('NumberOfFrames')!r}") from None
+
+
+def check_limits(ds: Dataset, limits: InputLimits) -> None:
+    """Refuse, from the header alone, objects whose pixels would be too many to decode safely."""
+    frames = _frames(ds)
+    if frames > limits.max_frames:
+        raise DicomTooLarge(f"{frames} frames, more than the {limits.max_frames} allowed "
+                            "(CAREPULSE_IMAGING_MAX_FRAMES)")
+    try:
+        rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    except (TypeError, ValueError):
+        raise UnsupportedDicom("bad Rows/Columns") from None
+    if rows * columns > limits.max_pixels:
+        raise DicomTooLarge(f"{rows}x{columns} = {rows * columns} pixels per frame, more than the "
+                            f"{limits.max_pixels} allowed (CAREPULSE_IMAGING_MAX_PIXELS)")
+
+
+def prepare(raw: bytes, chain: Sequence[Operator] | None = None, limits: InputLimits | None = None) -> Prepared:
+    """Run DICOM bytes through ``chain`` (default: :func:`default_chain`), within ``limits``."""
+    limits = limits or InputLimits()
+    if len(raw) > limits.max_instance_bytes:
+        raise DicomTooLarge(f"object is {len(raw)} bytes, more than the {limits.max_instance_bytes} allowed "
+                            "(CAREPULSE_IMAGING_MAX_INSTANCE_BYTES)")
     item = ImageItem(read_dataset(raw))
+    check_limits(item.dataset, limits)
     for op in chain or default_chain():
         item = op(item)
     assert item.pixels is not None

@@ -24,7 +24,14 @@ from typing import Any, Protocol
 from carepulse.imaging.classifier import Classifier
 from carepulse.imaging.operators import Operator, Prepared, UnsupportedDicom, default_chain, prepare
 from carepulse.imaging.resources import Finding, ModelRef, diagnostic_report, observation, provenance
-from carepulse.imaging.sources import ImagingInput, UnsupportedInput, WadoRequest, parse_input
+from carepulse.imaging.sources import (
+    ImagingInput,
+    InputLimits,
+    InputTooLarge,
+    UnsupportedInput,
+    WadoRequest,
+    parse_input,
+)
 from carepulse.shared.kafka.headers import Headers, fhir_headers, header, stable_id
 from carepulse.shared.kafka.streams import Outgoing, Publish
 from carepulse.shared.topics import Topics
@@ -51,13 +58,15 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def prepare_all(payloads: Sequence[bytes], chain: Sequence[Operator]) -> tuple[list[Prepared], list[str]]:
-    """Pre-process every payload; unusable ones are reported, not fatal, while one image remains."""
+def prepare_all(payloads: Sequence[bytes], chain: Sequence[Operator],
+                limits: InputLimits | None = None) -> tuple[list[Prepared], list[str]]:
+    """Pre-process every payload; unusable ones (over the limits too) are reported, not fatal, while one
+    image remains."""
     prepared: list[Prepared] = []
     skipped: list[str] = []
     for i, raw in enumerate(payloads):
         try:
-            prepared.append(prepare(raw, chain))
+            prepared.append(prepare(raw, chain, limits))
         except UnsupportedDicom as e:
             skipped.append(f"object {i + 1}: {e}")
     return prepared, skipped
@@ -75,6 +84,7 @@ class ImagingProcessor:
         threshold: float = 0.5,
         input_size: int = 28,
         max_images: int = 32,
+        limits: InputLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._topics = topics
@@ -85,6 +95,7 @@ class ImagingProcessor:
         self._threshold = threshold
         self._chain = default_chain(input_size)
         self._max_images = max_images
+        self._limits = limits or InputLimits()
         self._clock = clock
 
     async def on_record(self, key: bytes | None, value: bytes, headers: Headers | None) -> Outcome:
@@ -94,15 +105,24 @@ class ImagingProcessor:
         ``InferenceRejected``) for input that can never be processed; ``ConnectionError`` subclasses when a
         dependency (DICOMweb server, inference service) is down, so the caller retries.
         """
+        limit = self._limits.max_record_bytes
+        if len(value) > limit:
+            raise InputTooLarge(f"record is {len(value)} bytes, more than the {limit} allowed "
+                                "(CAREPULSE_IMAGING_MAX_RECORD_BYTES); send large images as an ImagingStudy "
+                                "fetched over DICOMweb")
         try:
             resource = json.loads(value)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UnsupportedInput(f"record is not JSON: {e}") from None
+        except RecursionError:
+            # Not a ValueError: uncaught it would stop the worker instead of dead-lettering the record.
+            raise UnsupportedInput("record nests JSON deeper than the decoder allows") from None
         if not isinstance(resource, dict):
             raise UnsupportedInput("record is not a JSON object")
         request = parse_input(resource, key)
         payloads = await self._payloads(request)
-        prepared, skipped = await asyncio.to_thread(prepare_all, payloads[: self._max_images], self._chain)
+        prepared, skipped = await asyncio.to_thread(prepare_all, payloads[: self._max_images], self._chain,
+                                                   self._limits)
         if len(payloads) > self._max_images:
             skipped.append(f"{len(payloads) - self._max_images} more objects beyond the limit of {self._max_images}")
         if not prepared:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from carepulse.imaging.sources import InputLimits
 from carepulse.shared.inference.settings import InferenceClientSettings
+
+_LIMITS = InputLimits()
 
 
 class ImagingSettings(InferenceClientSettings):
@@ -24,7 +27,24 @@ class ImagingSettings(InferenceClientSettings):
         "", description="Comma-separated DICOMweb base URLs the worker may call (empty: any http(s) endpoint)"
     )
     imaging_dicomweb_token: SecretStr | None = Field(None, description="Bearer token sent to DICOMweb servers")
+    imaging_max_record_bytes: int = Field(
+        _LIMITS.max_record_bytes, gt=0, description="Largest fhir.imaging record (inline DICOM in base64); "
+                                                    "larger ones are dead-lettered")
+    imaging_max_instance_bytes: int = Field(
+        _LIMITS.max_instance_bytes, gt=0, description="Largest DICOM object (inline or fetched); larger ones are "
+                                                      "skipped, and the record dead-lettered when none is left")
+    imaging_max_frames: int = Field(_LIMITS.max_frames, gt=0, description="Most frames of one DICOM object")
+    imaging_max_pixels: int = Field(_LIMITS.max_pixels, gt=0, description="Most rows x columns of one DICOM frame")
+    imaging_max_fetch_bytes: int = Field(
+        _LIMITS.max_fetch_bytes, gt=0, description="Most bytes fetched over DICOMweb for one record (dead letter "
+                                                   "beyond)")
 
     @property
     def dicomweb_allowed(self) -> list[str]:
         return [u.strip() for u in self.imaging_dicomweb_allowed.split(",") if u.strip()]
+
+    @property
+    def input_limits(self) -> InputLimits:
+        return InputLimits(max_record_bytes=self.imaging_max_record_bytes,
+                           max_instance_bytes=self.imaging_max_instance_bytes, max_frames=self.imaging_max_frames,
+                           max_pixels=self.imaging_max_pixels, max_fetch_bytes=self.imaging_max_fetch_bytes)

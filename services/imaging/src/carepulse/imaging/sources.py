@@ -29,6 +29,27 @@ class UnsupportedInput(ValueError):
     """A fhir.imaging record this service cannot act on (reason in the message)."""
 
 
+class InputTooLarge(UnsupportedInput):
+    """A record, a DICOM object or a DICOMweb answer over one of the :class:`InputLimits`."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Size limits of one fhir.imaging record and of the DICOM it brings (``CAREPULSE_IMAGING_MAX_*``).
+
+    Bytes are checked before anything is decoded; frames and rows x columns from the DICOM header
+    before any pixel is (a few kilobytes of JPEG can claim a 60000 x 60000 image).
+    """
+
+    # Inline DICOM travels base64 in the record; 12 MiB leaves room under Kafka's usual 16 MiB
+    # message limit for the dead letter's headers. Larger images come as an ImagingStudy (WADO-RS).
+    max_record_bytes: int = 12 * 1024 * 1024
+    max_instance_bytes: int = 64 * 1024 * 1024  # one DICOM object (a large radiograph is 20-50 MB)
+    max_frames: int = 1000
+    max_pixels: int = 25_000_000  # rows x columns of one frame (5000 x 5000)
+    max_fetch_bytes: int = 256 * 1024 * 1024  # everything fetched over DICOMweb for one record
+
+
 @dataclass(frozen=True)
 class WadoSeries:
     uid: str

@@ -26,12 +26,13 @@ def build_app(settings: ImagingSettings) -> faust.App:
                             max_batch=settings.imaging_max_batch)
     token = settings.imaging_dicomweb_token.get_secret_value() if settings.imaging_dicomweb_token else None
     dicomweb = DicomWebClient(timeout_s=settings.imaging_dicomweb_timeout_s, allowed_prefixes=settings.dicomweb_allowed,
-                              bearer_token=token, max_instances=settings.imaging_max_images)
+                              bearer_token=token, max_instances=settings.imaging_max_images,
+                              max_bytes=settings.imaging_max_fetch_bytes)
     health.add("inference", classifier.ready)
     publish = make_publisher(app)
     processor = ImagingProcessor(topics, publish, classifier, dicomweb, source_name=settings.source_name,
                                  threshold=settings.imaging_threshold, input_size=settings.imaging_input_size,
-                                 max_images=settings.imaging_max_images)
+                                 max_images=settings.imaging_max_images, limits=settings.input_limits)
     add_handler(app, topics.imaging, processor.on_record, service=SERVICE,
                 deadletter_topic=topics.deadletter, source_name=settings.source_name, publish=publish)
     # The gRPC channel and the HTTP pool live as long as the process; the OS closes them at exit.

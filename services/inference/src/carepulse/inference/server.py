@@ -27,13 +27,15 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
-_GRPC_OPTIONS = (
-    # Batches of images exceed gRPC's 4 MB default; Triton accepts any size too.
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-    # Two servers must never share a port silently (SO_REUSEPORT is on by default on Linux).
-    ("grpc.so_reuseport", 0),
-)
+def grpc_options(settings: InferenceSettings) -> tuple[tuple[str, int], ...]:
+    return (
+        # Batches of images exceed gRPC's 4 MB default, so the bound is a setting; answers are
+        # our own outputs, so sending is not limited.
+        ("grpc.max_send_message_length", -1),
+        ("grpc.max_receive_message_length", settings.inference_max_request_bytes),
+        # Two servers must never share a port silently (SO_REUSEPORT is on by default on Linux).
+        ("grpc.so_reuseport", 0),
+    )
 
 
 # The server's name for the shared error: a TLS file it cannot read stops the start.
@@ -86,7 +88,7 @@ class InferenceServer:
         # Read before anything binds: a missing or bad file stops the start with its path named.
         credentials = server_credentials(self._settings)
         await self._set_serving(False)
-        self._grpc = grpc.aio.server(options=_GRPC_OPTIONS)
+        self._grpc = grpc.aio.server(options=grpc_options(self._settings))
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.repository, lambda: self._ready), self._grpc
         )

@@ -23,6 +23,11 @@ class InferenceSettings(Settings):
     )
     inference_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0: one per core)")
     inference_shutdown_grace_s: float = Field(5.0, ge=0, description="Time in-flight calls get on shutdown")
+    inference_max_request_bytes: int = Field(
+        256 * 1024 * 1024, ge=4 * 1024 * 1024,
+        description="Largest gRPC request accepted (RESOURCE_EXHAUSTED beyond); a batch of 64 224x224 RGB FP32 "
+        "images is 38 MB",
+    )
     # Server-side names carry SERVER so they never collide with the client's CLIENT_TLS_* in one environment.
     inference_server_tls_cert: Path | None = Field(
         None, description="PEM certificate chain of the gRPC server; with the key set, gRPC serves TLS only"

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.background import BackgroundTask
@@ -47,6 +46,7 @@ from carepulse.shared.fhir.references import patient_key
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.producer import Publisher
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
+from carepulse.shared.redis_client import make_redis
 from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -174,9 +174,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     authn = _authenticator(settings)
     auditor = AuditPublisher(producer, topics.audit, settings.source_name) if settings.ingestion_audit_enabled \
         else None
-    seen = SeenStore(aioredis.Redis.from_url(
-        settings.redis_url, password=settings.redis_password.get_secret_value() if settings.redis_password else None,
-        socket_timeout=5, socket_connect_timeout=2), settings.ingestion_dedupe_ttl_s)
+    seen = SeenStore(make_redis(settings, socket_timeout=5, socket_connect_timeout=2), settings.ingestion_dedupe_ttl_s)
     probe = TopicProbe(settings)
     intake = Intake(topics, producer, settings.source_name, settings.ingestion_max_bundle_entries, seen, probe)
     fetcher = ResourceFetcher(settings.ingestion_fhir_server_url, settings.ingestion_fhir_server_timeout_s)

@@ -13,28 +13,25 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from carepulse.ingestion import jsonio
 from carepulse.ingestion.auth import ANONYMOUS, Principal
+from carepulse.shared import audit as fhir_audit
+from carepulse.shared.audit import outcome_code
 from carepulse.shared.kafka.headers import fhir_headers
 from carepulse.shared.kafka.producer import OutRecord, Publisher
+
+__all__ = ["AuditPublisher", "AuditTrail", "audit_event", "outcome_code"]
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
               "display": "RESTful Operation"}
 INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
-ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/object-role"
-ENTITY_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 ANONYMOUS_SYSTEM = "urn:carepulse:client"
 _ACTIONS = {"create": "C", "update": "U", "batch": "E", "transaction": "E", "operation": "E"}
-
-
-def outcome_code(status: int) -> str:
-    """AuditEvent.outcome from the HTTP status: 0 success, 4 minor failure (caller), 8 serious (server)."""
-    return "0" if status < 400 else "4" if status < 500 else "8"
 
 
 @dataclass
@@ -66,50 +63,32 @@ def audit_event(trail: AuditTrail, *, status: int, issue_code: str | None, clien
                 source_name: str, recorded: datetime | None = None) -> dict[str, Any]:
     """The AuditEvent (R4) of one request."""
     p = trail.principal
-    who: dict[str, Any] = {"identifier": {"system": (p.issuer if p and p.issuer else ANONYMOUS_SYSTEM),
-                                          "value": p.client_id if p else ANONYMOUS}}
-    if p is None or p.client_id == ANONYMOUS:
-        who["display"] = ANONYMOUS
-    agent: dict[str, Any] = {"who": who, "requestor": True}
-    if client_ip:
-        agent["network"] = {"address": client_ip, "type": "2"}  # 2 = IP address
-    entities: list[dict[str, Any]] = [
-        {"what": {"reference": ref}, "type": {"system": ENTITY_TYPE_SYSTEM, "code": "1", "display": "Person"},
-         "role": {"system": ROLE_SYSTEM, "code": "1", "display": "Patient"}} for ref in trail.patients]
-    entities += [
-        {"what": {"reference": ref}, "type": {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"},
-         "role": {"system": ROLE_SYSTEM, "code": "4", "display": "Domain Resource"}} for ref in trail.references]
+    anonymous = p is None or p.client_id == ANONYMOUS
+    requestor = fhir_audit.agent(p.issuer if p and p.issuer else ANONYMOUS_SYSTEM, p.client_id if p else ANONYMOUS,
+                                 requestor=True, display=ANONYMOUS if anonymous else None, address=client_ip)
+    entities = [fhir_audit.patient_entity(ref) for ref in trail.patients]
+    entities += [fhir_audit.resource_entity(ref) for ref in trail.references]
     if trail.more:
-        entities.append({"what": {"display": f"{trail.more} more resources"},
-                         "type": {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"},
-                         "role": {"system": ROLE_SYSTEM, "code": "4", "display": "Domain Resource"}})
+        entities.append(fhir_audit.counted_entity(f"{trail.more} more resources"))
     if not trail.references and not trail.more:
         # Nothing received: say at least what kind of thing the request was about.
         for t in sorted(trail.types | ({trail.resource_type} if trail.resource_type else set())) or ["Bundle"]:
-            entities.append({"what": {"type": t},
-                             "type": {"system": ENTITY_TYPE_SYSTEM, "code": "2", "display": "System Object"},
-                             "role": {"system": ROLE_SYSTEM, "code": "4", "display": "Domain Resource"}})
-    when = (recorded or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    event: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "id": str(uuid.uuid4()),
-        "type": EVENT_TYPE,
-        "subtype": [{"system": INTERACTION_SYSTEM, "code": trail.interaction}],
-        "action": _ACTIONS.get(trail.interaction, "E"),
-        "recorded": when,
-        "outcome": "4" if status < 400 and trail.rejected else outcome_code(status),
-        "outcomeDesc": f"HTTP {status}" + (f" {issue_code}" if issue_code and status >= 400 else "")
-        + (f", {trail.rejected} rejected" if trail.rejected else ""),
-        "agent": [agent],
-        "source": {"site": "carepulse-ingestion", "observer": {"display": source_name},
-                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
-                             "display": "Application Server"}]},
-        "entity": entities,
-    }
+            entities.append(fhir_audit.resource_type_entity(t))
     if trail.operation:
-        event["entity"].append({"what": {"display": trail.operation}, "name": trail.operation,
-                                "type": {"system": ENTITY_TYPE_SYSTEM, "code": "4", "display": "Other"}})
-    return event
+        entities.append(fhir_audit.named_entity(trail.operation))
+    return fhir_audit.audit_event(
+        event_id=str(uuid.uuid4()),
+        type_=EVENT_TYPE,
+        subtype=[{"system": INTERACTION_SYSTEM, "code": trail.interaction}],
+        action=_ACTIONS.get(trail.interaction, "E"),
+        recorded=fhir_audit.instant(recorded),
+        outcome=fhir_audit.MINOR_FAILURE if status < 400 and trail.rejected else outcome_code(status),
+        outcome_desc=f"HTTP {status}" + (f" {issue_code}" if issue_code and status >= 400 else "")
+        + (f", {trail.rejected} rejected" if trail.rejected else ""),
+        agents=[requestor],
+        source=fhir_audit.source("carepulse-ingestion", source_name),
+        entities=entities,
+    )
 
 
 class AuditPublisher:

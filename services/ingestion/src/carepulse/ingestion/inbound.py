@@ -2,6 +2,11 @@
 
 A record may be one resource, a batch/transaction Bundle, or NDJSON lines. What cannot
 be processed goes to ``fhir.deadletter`` with the original bytes and an OperationOutcome.
+A record over the body limit (``CAREPULSE_INGESTION_MAX_BODY_BYTES``, the same as an HTTP
+request's) is not decoded: its dead letter keeps the first bytes only (the whole would not
+fit in a producer request), says the original size, and points at the original by
+origin-topic/origin-offset. JSON nesting (1,024 levels, the decoder's limit) and Bundle entries
+(``CAREPULSE_INGESTION_MAX_BUNDLE_ENTRIES``) are limited as on the HTTP API.
 Offsets are committed only after every routed and dead-lettered record of the batch is
 acknowledged; a failure retries the batch, and the dedupe store keeps retries from
 publishing twice.
@@ -19,17 +24,20 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from carepulse.ingestion import jsonio
 from carepulse.ingestion.dedupe import SeenStore, TopicProbe
 from carepulse.ingestion.intake import Accepted, Intake, TransactionRejected, UnsupportedBundle
+from carepulse.ingestion.settings import IngestionSettings
 from carepulse.shared.fhir.codec import FhirValidationError, Issue
 from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.kafka.deadletter import deadletter_headers
-from carepulse.shared.kafka.headers import header, stable_id
+from carepulse.shared.kafka.headers import Headers, header, stable_id
 from carepulse.shared.kafka.producer import OutRecord, Publisher
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.metrics import records_total
-from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "ingestion"
+# What a dead letter keeps of a record over the size limit: enough to see what it was.
+DEADLETTER_KEEP_BYTES = 64 * 1024
 
 
 @dataclass
@@ -39,10 +47,11 @@ class DeadLetter:
     issues: list[Issue]
     offset: int
     key: str  # the original record's key (the sender's patient key), else where it came from
+    original_bytes: int | None = None  # set when ``value`` is only the start of a record over the limit
 
 
 class InboundConsumer:
-    def __init__(self, settings: Settings, group: str, topics: Topics, intake: Intake, producer: Publisher,
+    def __init__(self, settings: IngestionSettings, group: str, topics: Topics, intake: Intake, producer: Publisher,
                  seen: SeenStore | None, probe: TopicProbe | None, source: str) -> None:
         self._settings = settings
         self._group = group
@@ -74,7 +83,7 @@ class InboundConsumer:
                 client_id="carepulse-ingestion-inbound", enable_auto_commit=False, auto_offset_reset="earliest",
                 # Short group timeouts: a first record in ~3 s instead of ~23 s (FIELD-NOTES).
                 session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=120_000,
-                fetch_max_wait_ms=50, max_poll_records=500)
+                fetch_max_wait_ms=50, max_poll_records=500, **kafka_client_security(self._settings))
             try:
                 await consumer.start()
                 self.started = True
@@ -126,6 +135,13 @@ class InboundConsumer:
         trace = header(m.headers, "traceparent")
         key = m.key.decode(errors="replace") if m.key else f"{m.topic}/{m.partition}/{m.offset}"
         base_id = supplied or stable_id("inbound", m.topic, str(m.partition), str(m.offset))
+        limit = self._settings.ingestion_max_body_bytes
+        if len(value) > limit:
+            keep = min(DEADLETTER_KEEP_BYTES, limit)
+            issue = Issue("too-long", f"record is {len(value)} bytes, more than the {limit} allowed "
+                                      f"(CAREPULSE_INGESTION_MAX_BODY_BYTES); the dead letter keeps the first {keep}")
+            dead.append(DeadLetter(stable_id(base_id, "record"), value[:keep], [issue], m.offset, key, len(value)))
+            return
         try:
             doc = jsonio.loads(value)
         except FhirValidationError as e:
@@ -169,9 +185,7 @@ class InboundConsumer:
             fresh = await self._seen.claim([[d.event_id] for d in dead], [self._topics.deadletter] * len(dead),
                                            self._probe)
         todo = [d for d, f in zip(dead, fresh, strict=True) if f]
-        records = [OutRecord(self._topics.deadletter, d.key, d.value,
-                             deadletter_headers(operation_outcome(d.issues), self._source, d.event_id,
-                                                self._topics.inbound, d.offset)) for d in todo]
+        records = [OutRecord(self._topics.deadletter, d.key, d.value, self._dl_headers(d)) for d in todo]
         errors = await self._producer.send_many(records)
         if self._seen is not None:
             await self._seen.mark_done([d.event_id for d, e in zip(todo, errors, strict=True) if e is None])
@@ -179,3 +193,9 @@ class InboundConsumer:
         if any(errors):
             raise RuntimeError("dead letters not acknowledged")
 
+    def _dl_headers(self, d: DeadLetter) -> Headers:
+        headers = deadletter_headers(operation_outcome(d.issues), self._source, d.event_id, self._topics.inbound,
+                                     d.offset)
+        if d.original_bytes is not None:
+            headers.append(("deadletter-truncated-from", str(d.original_bytes).encode()))
+        return headers

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from kafka import KafkaConsumer, TopicPartition
 
 from carepulse.ingestion.dedupe import StaleClaim
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ _CLOCK_SLACK_MS = 10_000
 class TopicProbe:
     def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
         self._servers = settings.kafka_servers
+        self._security = kafka_client_security(settings)
         self._timeout_s = timeout_s
 
     async def __call__(self, stale: Sequence[StaleClaim]) -> set[str]:
@@ -36,7 +38,7 @@ class TopicProbe:
             since[s.topic] = min(since.get(s.topic, s.since_ms), s.since_ms)
         found: set[str] = set()
         consumer = KafkaConsumer(bootstrap_servers=self._servers, group_id=None, enable_auto_commit=False,
-                                 fetch_max_wait_ms=50, client_id="carepulse-ingestion-probe")
+                                 fetch_max_wait_ms=50, client_id="carepulse-ingestion-probe", **self._security)
         try:
             for topic, ms in since.items():
                 found |= self._scan_topic(consumer, topic, ms - _CLOCK_SLACK_MS, wanted)

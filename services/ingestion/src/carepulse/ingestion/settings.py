@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -11,6 +12,11 @@ from carepulse.shared.settings import Settings
 
 class IngestionSettings(Settings):
     ingestion_port: int = Field(8080, description="Port of the FHIR REST API")
+    ingestion_workers: int = Field(
+        1, ge=1, le=64,
+        description="Processes serving the API on its one port (validation is CPU-bound: one per core to use them "
+        "all); each has its own Kafka producer, Redis client and fhir.inbound consumer",
+    )
     ingestion_max_body_bytes: int = Field(
         16 * 1024 * 1024, description="Largest accepted request body (413 beyond it)"
     )
@@ -50,6 +56,24 @@ class IngestionSettings(Settings):
         30.0, description="Least time between two JWKS fetches (an unknown kid fetches at most this often)"
     )
     auth_algorithms: str = Field("RS256,RS384,ES256,ES384", description="Accepted JWS algorithms (asymmetric only)")
+    # HTTPS at the edge, optionally mutual: with a client CA every connection must present a
+    # certificate it signed (the TLS handshake refuses the rest, before any HTTP is read).
+    ingestion_tls_cert: Path | None = Field(
+        None, description="PEM certificate chain of the FHIR API; with the key set, the API serves HTTPS only"
+    )
+    ingestion_tls_key: Path | None = Field(None, description="PEM private key of the API certificate")
+    ingestion_tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle of client certificates; set: mutual TLS (clients without one refused)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> IngestionSettings:
+        # A half-configured TLS must stop the start, never fall back to plain HTTP.
+        if (self.ingestion_tls_cert is None) != (self.ingestion_tls_key is None):
+            raise ValueError("CAREPULSE_INGESTION_TLS_CERT and _KEY must be set together")
+        if self.ingestion_tls_client_ca is not None and self.ingestion_tls_cert is None:
+            raise ValueError("CAREPULSE_INGESTION_TLS_CLIENT_CA needs CAREPULSE_INGESTION_TLS_CERT and _KEY")
+        return self
 
     @model_validator(mode="after")
     def _auth_complete(self) -> IngestionSettings:

@@ -52,12 +52,12 @@ def text_cmd(
     embeddings: Annotated[bool, typer.Option(help="Code unmatched mentions via the inference service")] = True,
 ) -> None:
     """Print the findings of a piece of clinical text as a table."""
+    from carepulse.nlp.deidentify import deidentify
     from carepulse.nlp.findings import group
     from carepulse.nlp.service import build_pipeline
-    from carepulse.nlp.text import redact_identifiers
 
     async def work(lexicon: Any, normaliser: Any) -> None:
-        mentions = build_pipeline(lexicon).extract(redact_identifiers(text))
+        mentions = build_pipeline(lexicon).extract(deidentify(text))
         concepts = await normaliser.normalise_many([m.text for m in mentions])
         table = Table("finding", "status", "ICD-10-CM", "description", "confidence", "section", "sentence")
         for f in group(mentions, concepts):

@@ -11,6 +11,7 @@ from typing import Any
 from carepulse.nlp.text import html_to_text
 
 TEXT_TYPES = ("text/plain", "text/html", "application/xhtml+xml")
+ENVELOPE_BYTES = 16 * 1024
 
 
 class UnreadableDocument(ValueError):
@@ -41,7 +42,8 @@ def _attachment_text(att: dict[str, Any], max_bytes: int) -> str:
     except (binascii.Error, ValueError, TypeError):
         raise UnreadableDocument("attachment data is not valid base64") from None
     if len(raw) > max_bytes:
-        raise UnreadableDocument(f"note is {len(raw)} bytes, more than the {max_bytes} allowed")
+        raise UnreadableDocument(f"note is {len(raw)} bytes, more than the {max_bytes} allowed "
+                                 "(CAREPULSE_NLP_MAX_NOTE_BYTES)")
     if b"\x00" in raw:
         raise UnreadableDocument("attachment data is binary, not text")
     try:
@@ -55,14 +57,24 @@ def _ref(value: Any) -> str | None:
     return value.get("reference") if isinstance(value, dict) else None
 
 
+def record_limit(max_note_bytes: int) -> int:
+    """Largest record read for a note of at most ``max_note_bytes``, checked before decoding anything: base64
+    is 4/3 of the text, HTML markup around it is stripped, and the resource around it needs a little room."""
+    return 2 * max_note_bytes + ENVELOPE_BYTES
+
+
 def read_note(value: bytes, key: bytes | None, max_bytes: int) -> Note | None:
     """The note of one ``fhir.document`` record; None for resources that carry no note."""
-    if len(value) > max_bytes * 2:  # base64 is 4/3 of the text, plus the resource around it
-        raise UnreadableDocument(f"record is {len(value)} bytes, too large for a note of at most {max_bytes}")
+    if len(value) > record_limit(max_bytes):
+        raise UnreadableDocument(f"record is {len(value)} bytes, more than the {record_limit(max_bytes)} allowed "
+                                 f"for a note of at most {max_bytes} (CAREPULSE_NLP_MAX_NOTE_BYTES)")
     try:
         res = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise UnreadableDocument("record is not JSON") from None
+    except RecursionError:
+        # A RecursionError is not a ValueError: uncaught it would stop the worker instead of dead-lettering.
+        raise UnreadableDocument("record nests JSON deeper than the decoder allows") from None
     if not isinstance(res, dict):
         raise UnreadableDocument("record is not a JSON object")
     rtype = res.get("resourceType")
@@ -84,7 +96,8 @@ def read_note(value: bytes, key: bytes | None, max_bytes: int) -> Note | None:
     if not text.strip():
         raise UnreadableDocument(f"{rtype} carries no note text")
     if len(text.encode()) > max_bytes:
-        raise UnreadableDocument(f"note is more than the {max_bytes} bytes allowed")
+        raise UnreadableDocument(f"note is {len(text.encode())} bytes, more than the {max_bytes} allowed "
+                                 "(CAREPULSE_NLP_MAX_NOTE_BYTES)")
     patient = _ref(res.get("subject")) or (key.decode(errors="replace") if key else "")
     if not patient.startswith("Patient/"):
         raise UnreadableDocument(f"{rtype} names no Patient subject")

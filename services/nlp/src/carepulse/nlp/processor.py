@@ -1,8 +1,9 @@
 """The NLP worker's core: one ``fhir.document`` record in, Conditions / FamilyMemberHistory out.
 
 Transport-neutral: it gets a ``publish`` coroutine, so tests drive it without Kafka.
-Identifiers in the note header are blanked before anything reads the text, and only
-mention phrases (never the note) go to the inference service.
+Identifiers (the note header's names, MRN, birth date; Synthea's generated names) are blanked
+by :func:`carepulse.nlp.deidentify.deidentify` before anything reads the text, and only mention
+phrases of the blanked text (never the note) go to the inference service.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from carepulse.nlp.deidentify import deidentify
 from carepulse.nlp.documents import Note, read_note
 from carepulse.nlp.findings import Finding, Status, group
 from carepulse.nlp.normalise import Normaliser
 from carepulse.nlp.pipeline import ClinicalPipeline
 from carepulse.nlp.resources import condition, family_member_history, provenance
-from carepulse.nlp.text import redact_identifiers
 from carepulse.shared.inference.client import InferenceError
 from carepulse.shared.kafka.headers import Headers, fhir_headers, header
 from carepulse.shared.kafka.streams import Outgoing, Publish
@@ -84,7 +85,8 @@ class NlpProcessor:
     async def analyse(self, note: Note) -> tuple[list[Finding], float, float]:
         """Findings of a note, the seconds spent in rules and in the embedding step."""
         started = time.perf_counter()
-        text = redact_identifiers(note.text)
+        # Everything downstream (rules, the phrases sent for embeddings, offsets) reads the blanked text.
+        text = deidentify(note.text)
         mentions = await asyncio.to_thread(self._pipeline.extract, text)
         rules_s = time.perf_counter() - started
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
@@ -23,6 +24,7 @@ def follow(settings: Settings, from_beginning: bool, stop: threading.Event | Non
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
+        **kafka_client_security(settings),
     )
     try:
         while not stop.is_set():

@@ -1,5 +1,10 @@
 """``carepulse audit``: print the audit trail (FHIR AuditEvents on the audit topic), for one patient
-or one client, as lines for people or JSON for machines."""
+or one client, as lines for people or JSON for machines.
+
+The trail holds one event per request at the ingestion edge (client = the token's client id)
+and one per alert delivery outcome of the care relay (client ``care``, destination = the
+receiver's host). Replays can put an event on the topic twice with the same id: it is shown once.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,14 @@ from typing import Annotated, Any
 import typer
 from kafka import KafkaConsumer, TopicPartition
 
+from carepulse.shared.audit import PATIENT_ROLE
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
-app = typer.Typer(help="Print the audit trail: one AuditEvent per request at the ingestion edge.",
+app = typer.Typer(help="Print the audit trail: one AuditEvent per request at the ingestion edge and per alert "
+                       "delivery outcome.",
                   add_completion=False, pretty_exceptions_show_locals=False)
-_PATIENT_ROLE = "1"
 _OUTCOMES = {"0": "ok", "4": "refused", "8": "failed", "12": "failed"}
 
 
@@ -27,7 +34,7 @@ def read_events(settings: Settings, *, follow: bool = False,
     stop = stop or threading.Event()
     topic = Topics.with_prefix(settings.topic_prefix).audit
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, group_id=None, enable_auto_commit=False,
-                             fetch_max_wait_ms=100)
+                             fetch_max_wait_ms=100, **kafka_client_security(settings))
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(parts)
@@ -50,15 +57,17 @@ def read_events(settings: Settings, *, follow: bool = False,
 
 
 def summarise(event: dict[str, Any]) -> dict[str, Any]:
-    """The parts of an AuditEvent a person reads: when, who, from where, what, outcome."""
-    agent = (event.get("agent") or [{}])[0]
+    """The parts of an AuditEvent a person reads: when, who, from where, to where, what, outcome."""
+    agents = [a for a in event.get("agent") or [] if isinstance(a, dict)] or [{}]
+    agent = next((a for a in agents if a.get("requestor")), agents[0])
+    others = [a for a in agents if a is not agent]
     who = agent.get("who") or {}
     client = (who.get("identifier") or {}).get("value") or who.get("display") or ""
     patients, what = [], []
     for e in event.get("entity") or []:
         ref = (e.get("what") or {}).get("reference")
         role = (e.get("role") or {}).get("code")
-        if ref and role == _PATIENT_ROLE:
+        if ref and role == PATIENT_ROLE:
             patients.append(ref)
         elif ref:
             what.append(ref)
@@ -69,6 +78,7 @@ def summarise(event: dict[str, Any]) -> dict[str, Any]:
     subtype = ((event.get("subtype") or [{}])[0]).get("code", "")
     return {"time": str(event.get("recorded", "")), "client": str(client),
             "address": str((agent.get("network") or {}).get("address", "")),
+            "to": ", ".join(str((a.get("network") or {}).get("address", "")) for a in others if a.get("network")),
             "interaction": str(subtype), "outcome": _OUTCOMES.get(str(event.get("outcome")), "?"),
             "detail": str(event.get("outcomeDesc", "")), "patients": patients, "what": what}
 
@@ -82,8 +92,9 @@ def matches(summary: dict[str, Any], patient: str | None, client: str | None) ->
 def line(s: dict[str, Any], max_items: int = 5) -> str:
     what = s["what"][:max_items] + ([f"+{len(s['what']) - max_items} more"] if len(s["what"]) > max_items else [])
     who = ", ".join(s["patients"][:max_items]) or "-"
+    to = f" to={s['to']}" if s.get("to") else ""
     return (f"{s['time']}  {s['outcome']:<7} {s['interaction']:<11} client={s['client']} from={s['address'] or '-'}"
-            f"  patients={who}  what={', '.join(what) or '-'}  ({s['detail']})")
+            f"{to}  patients={who}  what={', '.join(what) or '-'}  ({s['detail']})")
 
 
 def _kafka(settings: Settings, kafka: str | None) -> Settings:
@@ -107,8 +118,13 @@ def audit(patient: Annotated[str | None, typer.Option(help="Only requests about 
     """Print the AuditEvents of the audit topic, oldest first."""
     settings = _kafka(Settings(), kafka)
     shown = 0
+    seen: set[str] = set()
     try:
         for event in read_events(settings, follow=follow):
+            event_id = str(event.get("id", ""))
+            if event_id and event_id in seen:
+                continue  # the same event again (a replayed or retried publisher): one record of one fact
+            seen.add(event_id)
             s = summarise(event)
             if not matches(s, patient, client):
                 continue

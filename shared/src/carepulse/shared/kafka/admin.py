@@ -10,6 +10,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 from carepulse.shared.topics import Topics
 
@@ -19,9 +20,11 @@ log = logging.getLogger(__name__)
 def create_topics(settings: Settings, topics: Topics, partitions: int = 3, timeout: float = 30.0) -> list[str]:
     """Create every registry topic that does not exist yet; returns those created."""
     deadline = time.monotonic() + timeout
+    security = kafka_client_security(settings)  # a bad setup fails here, not after the retries
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="carepulse-admin")
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="carepulse-admin",
+                                     **security)
             break
         except KafkaError:
             if time.monotonic() > deadline:

@@ -26,6 +26,7 @@ from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 from prometheus_client import REGISTRY, Gauge
 
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class LagMonitor:
         self._prefix = group_prefix
         self._interval = interval
         self._client_id = client_id
+        # Checked now: a bad security setup must stop the start, not the monitor thread later.
+        self._security = kafka_client_security(settings)
         self._admin: KafkaAdminClient | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,7 +91,8 @@ class LagMonitor:
     def _client(self) -> KafkaAdminClient:
         if self._admin is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self._settings.kafka_servers, client_id=self._client_id, request_timeout_ms=10000
+                bootstrap_servers=self._settings.kafka_servers, client_id=self._client_id, request_timeout_ms=10000,
+                **self._security,
             )
         return self._admin
 

@@ -19,6 +19,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from carepulse.shared.kafka.headers import Headers
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 
 
@@ -62,6 +63,7 @@ def make_producer(settings: Settings, client_id: str, *, compression: str | None
         retries=2147483647,
         request_timeout_ms=15000,
         max_block_ms=5000,
+        **kafka_client_security(settings),
     )
 
 
@@ -171,7 +173,8 @@ class AsyncFhirProducer:
         self._config = {
             "bootstrap_servers": settings.kafka_servers, "client_id": client_id, "acks": "all",
             "enable_idempotence": True, "linger_ms": linger_ms, "max_batch_size": 1024 * 1024,
-            "max_request_size": 16 * 1024 * 1024, "compression_type": compression, "request_timeout_ms": 15000}
+            "max_request_size": 16 * 1024 * 1024, "compression_type": compression, "request_timeout_ms": 15000,
+            **kafka_client_security(settings)}
         self._producer: Any = None
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}

@@ -33,6 +33,7 @@ from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
 from carepulse.shared.kafka.lanes import lane_of, run_in_lanes
+from carepulse.shared.kafka.security import faust_broker_credentials
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.settings import Settings
@@ -65,6 +66,7 @@ class StreamApp(faust.App):
 
     fetch_max_wait_ms: int = 500
     stream_lanes: int = 1
+    max_record_bytes: int = 0
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         return _Transport(self.conf.broker_consumer, self)
@@ -95,6 +97,8 @@ def make_stream_app(
     app = StreamApp(
         name,
         broker=[f"kafka://{s}" for s in settings.kafka_servers],
+        # TLS / SASL from settings; faust passes them to its consumer, producer and admin client.
+        broker_credentials=faust_broker_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -119,6 +123,7 @@ def make_stream_app(
 
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
     app.stream_lanes = settings.stream_lanes
+    app.max_record_bytes = settings.kafka_max_record_bytes
     # Ready once the consumer group has settled: the first rebalance is complete and
     # none is in progress (during one, no partition is being consumed).
     health.add("kafka", lambda: app.rebalancing_count > 0 and not app.rebalancing)
@@ -159,7 +164,11 @@ Handler = Callable[[bytes | None, bytes, Headers], Awaitable[object]]
 TRANSIENT: tuple[type[BaseException], ...] = (
     RedisConnectionError, RedisTimeoutError, KafkaError, ConnectionError, asyncio.TimeoutError, ContextCryptoError,
 )
-PERMANENT: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError)
+# RecursionError: JSON nested deeper than the interpreter's stack (a hostile or broken sender).
+PERMANENT: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, RecursionError)
+# What a dead letter keeps of a record over the size limit: enough to see what it was (the
+# whole might not fit in a producer request; origin-topic/origin-offset point at it).
+DEADLETTER_KEEP_BYTES = 64 * 1024
 
 
 # Acks still owed for the record being handled: inside add_handler, publish() only queues
@@ -214,24 +223,36 @@ def add_handler(
     invalid = records_total().labels(service, source_topic, "invalid")
     timer = processing_seconds().labels(service, source_topic)
 
-    async def dead_letter(event: Any, headers: Headers, reason: str) -> None:
+    async def dead_letter(event: Any, headers: Headers, reason: str, code: str = "processing",
+                          truncate: bool = False) -> None:
         msg = event.message
-        outcome = operation_outcome([Issue("processing", reason)])
+        outcome = operation_outcome([Issue(code, reason)])
         event_id = header(headers, "event-id") or f"{msg.topic}:{msg.partition}:{msg.offset}"
         dl_headers = deadletter_headers(outcome, source_name, event_id, origin_topic=msg.topic,
                                         origin_offset=msg.offset, stage=service)
+        value = event.value or b""
+        if truncate and len(value) > DEADLETTER_KEEP_BYTES:
+            dl_headers.append(("deadletter-truncated-from", str(len(value)).encode()))
+            value = value[:DEADLETTER_KEEP_BYTES]
         key = (event.key or b"").decode(errors="replace")
         direct = _pending_acks.set(None)  # the dead letter's own ack is awaited right here
         try:
-            await publish(Outgoing(deadletter_topic, key, event.value or b"", dl_headers))
+            await publish(Outgoing(deadletter_topic, key, value, dl_headers))
         finally:
             _pending_acks.reset(direct)
         invalid.inc()
         log.warning("record dead-lettered", extra={"fields": {"topic": msg.topic, "offset": msg.offset,
                                                               "reason": reason[:200]}})
 
+    max_bytes = getattr(app, "max_record_bytes", 0)
+
     async def process(event: Any) -> None:
         headers = _headers(event)
+        size = len(event.value or b"")
+        if max_bytes and size > max_bytes:
+            await dead_letter(event, headers, f"record is {size} bytes, more than the {max_bytes} allowed "
+                                              "(CAREPULSE_KAFKA_MAX_RECORD_BYTES)", code="too-long", truncate=True)
+            return
         delay = 0.5
         while True:
             started = time.perf_counter()

@@ -9,6 +9,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.settings import Settings
 
 
@@ -28,7 +29,8 @@ class Record:
 class TopicReader:
     def __init__(self, settings: Settings) -> None:
         self._consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, group_id=None,
-                                       enable_auto_commit=False, fetch_max_wait_ms=50)
+                                       enable_auto_commit=False, fetch_max_wait_ms=50,
+                                       **kafka_client_security(settings))
 
     def read(self, topic: str, *, at_least: int = 0, timeout: float = 10.0, settle: float = 0.0) -> list[Record]:
         """Every record of ``topic`` up to its current end; waits until ``at_least`` are
