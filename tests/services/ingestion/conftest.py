@@ -21,9 +21,15 @@ def _client(settings: Settings, **extra: object) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def validation_processes() -> int:
+    """Validation worker processes of ``client`` (a module overrides this to run its tests with a pool)."""
+    return 0
+
+
+@pytest.fixture
+def client(settings: Settings, validation_processes: int) -> Iterator[TestClient]:
     """The ingestion API in-process (no inbound consumer), publishing to the real broker under this test's topics."""
-    yield from _client(settings)
+    yield from _client(settings, ingestion_validation_processes=validation_processes)
 
 
 @pytest.fixture

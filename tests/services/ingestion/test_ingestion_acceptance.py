@@ -28,6 +28,12 @@ def routed_records(reader: TopicReader, topics: Topics, at_least: int = 0) -> li
     return out
 
 
+@pytest.fixture(params=[0, 2], ids=["inline", "validation-pool"])
+def validation_processes(request: pytest.FixtureRequest) -> int:
+    """Every acceptance test twice: validation inline, and in two worker processes."""
+    return int(request.param)
+
+
 def test_every_synthea_bundle_is_accepted_unchanged(client: TestClient, topics: Topics, topic_reader: TopicReader,
                                                     fhir_data: Path) -> None:
     files = sorted((fhir_data / "synthea").glob("*.json"))

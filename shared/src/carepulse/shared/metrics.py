@@ -1,18 +1,14 @@
 """Prometheus metrics common to every service (names start with ``carepulse_``).
 
 Metrics live in one process-wide registry (prometheus_client's default), created on
-first use rather than at import time. A service run as several worker processes behind
-one port (ingestion's ``CAREPULSE_INGESTION_WORKERS``) sets ``PROMETHEUS_MULTIPROC_DIR``
-before the workers start: each worker then writes its samples there and any worker's
-``/metrics`` reports the sum over all of them, as a scrape of one port must.
+first use rather than at import time.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
 
 
 @cache
@@ -42,8 +38,4 @@ def alerts_total() -> Counter:
 
 
 def render_metrics() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
     return generate_latest(REGISTRY)

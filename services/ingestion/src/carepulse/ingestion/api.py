@@ -38,6 +38,7 @@ from carepulse.ingestion.dedupe import DedupeUnavailable, SeenStore, StillPendin
 from carepulse.ingestion.inbound import InboundConsumer
 from carepulse.ingestion.intake import Accepted, EntryResult, Intake, TransactionRejected, UnsupportedBundle
 from carepulse.ingestion.notifications import FetchFailed, ResourceFetcher, parse_notification, resource_type_of
+from carepulse.ingestion.offload import Validation
 from carepulse.ingestion.probe import TopicProbe
 from carepulse.ingestion.settings import IngestionSettings
 from carepulse.shared.fhir.codec import FHIR_JSON, FhirValidationError, Issue
@@ -177,6 +178,8 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     seen = SeenStore(make_redis(settings, socket_timeout=5, socket_connect_timeout=2), settings.ingestion_dedupe_ttl_s)
     probe = TopicProbe(settings)
     intake = Intake(topics, producer, settings.source_name, settings.ingestion_max_bundle_entries, seen, probe)
+    validation = Validation(intake, settings.ingestion_validation_processes, topic_prefix=settings.topic_prefix,
+                            source_name=settings.source_name, max_entries=settings.ingestion_max_bundle_entries)
     fetcher = ResourceFetcher(settings.ingestion_fhir_server_url, settings.ingestion_fhir_server_timeout_s)
     inbound = InboundConsumer(settings, settings.ingestion_consumer_group, topics, intake, producer, seen, probe,
                               settings.source_name) if settings.ingestion_consume_inbound else None
@@ -190,6 +193,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await producer.start()
         await seen.start()
+        validation.start()
         if inbound is not None:
             inbound.start()
         try:
@@ -202,6 +206,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                 await authn.close()
             await seen.stop()
             await producer.stop()
+            validation.stop()
 
     app = FastAPI(title="CarePulse ingestion", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
@@ -315,7 +320,8 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                 t.interaction = "transaction"
             # Every entry's type and method against the scopes, before anything is validated or published.
             principal.require_all(_bundle_interactions(doc))
-            btype, results = intake.bundle_entries(doc, _event_id(request), request.headers.get("traceparent"))
+            btype, results = await validation.bundle_entries(doc, _event_id(request),
+                                                             request.headers.get("traceparent"))
             bad = [r for r in results if r.accepted is None]
             count("invalid", len(bad))
             t.rejected = len(bad)
@@ -386,17 +392,17 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                            t: AuditTrail) -> None:
         if not lines:
             return
+        first = report.lines + 1
+        report.lines += len(lines)
+        eids = [None if supplied is None else f"{supplied}:{n}" for n in range(first, report.lines + 1)]
         results = []
-        for line in lines:
-            report.lines += 1
-            eid = None if supplied is None else f"{supplied}:{report.lines}"
-            r = intake.accept_line(line, "", eid)
+        for n, r in enumerate(await validation.accept_lines(lines, eids), start=first):
             if r.accepted is not None and not principal.allows(r.accepted.resource["resourceType"], "c"):
                 rtype = str(r.accepted.resource["resourceType"])
                 r = EntryResult(issues=[Issue("forbidden", f"scope does not allow create of {rtype}")])
                 report.forbidden += 1
                 report.forbidden_types.add(rtype)
-            results.append((report.lines, r))
+            results.append((n, r))
         accepted = [r.accepted for _, r in results if r.accepted is not None]
         for n, r in results:
             if r.accepted is None:

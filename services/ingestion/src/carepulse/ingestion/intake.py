@@ -93,8 +93,9 @@ def content_key(doc: dict[str, Any], digest: str) -> str:
 
 
 class Intake:
-    def __init__(self, topics: Topics, producer: Publisher, source_name: str, max_entries: int,
+    def __init__(self, topics: Topics, producer: Publisher | None, source_name: str, max_entries: int,
                  seen: SeenStore | None = None, probe: TopicProbe | None = None) -> None:
+        """``producer`` None: an Intake that only validates (a validation worker process)."""
         self._topics = topics
         self._producer = producer
         self._source = source_name
@@ -151,6 +152,18 @@ class Intake:
     def bundle_entries(self, bundle: dict[str, Any], event_id: str | None = None,
                        traceparent: str | None = None) -> tuple[str, list[EntryResult]]:
         """Validate a batch/transaction Bundle entry by entry, Bundle-local references resolved."""
+        btype, entries, local = self.prepare_bundle(bundle)
+        return btype, self.entry_results(entries, local, 0, event_id, traceparent)
+
+    def entry_results(self, entries: list[Any], local: dict[str, str], start: int, event_id: str | None,
+                      traceparent: str | None) -> list[EntryResult]:
+        """The results of ``entries``, the prepared Bundle's entries from index ``start`` on."""
+        return [self._entry(i, e, local, None if event_id is None else stable_id(event_id, str(i)), traceparent)
+                for i, e in enumerate(entries, start=start)]
+
+    def prepare_bundle(self, bundle: dict[str, Any]) -> tuple[str, list[Any], dict[str, str]]:
+        """Check a Bundle's type and size, give its entries their ids and resolve Bundle-local
+        references: (type, entries, fullUrl -> Type/id). Entries are then independent."""
         btype = bundle.get("type")
         if btype not in ("batch", "transaction"):
             raise UnsupportedBundle([Issue("not-supported", f"Bundle type {btype!r}: only batch and transaction "
@@ -166,9 +179,7 @@ class Intake:
             for e in entries:
                 if isinstance(e, dict) and isinstance(e.get("resource"), dict):
                     rewrite_references(e["resource"], local)
-        results = [self._entry(i, e, local, None if event_id is None else stable_id(event_id, str(i)), traceparent)
-                   for i, e in enumerate(entries)]
-        return str(btype), results
+        return str(btype), entries, local
 
     @staticmethod
     def _assign_ids(entries: list[Any]) -> dict[str, str]:
@@ -245,6 +256,8 @@ class Intake:
         records = [OutRecord(a.route.topic, a.route.key, a.raw,  # type: ignore[union-attr]
                              fhir_headers(a.resource["resourceType"], a.event_id, self._source, a.traceparent))
                    for a in to_send]
+        if self._producer is None:
+            raise RuntimeError("this Intake only validates; it has no producer")
         errors = await self._producer.send_many(records) if records else []
         failed = {id(a): e for a, e in zip(to_send, errors, strict=True) if e is not None}
         if self._seen is not None and to_send:

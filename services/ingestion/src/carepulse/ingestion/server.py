@@ -1,18 +1,13 @@
-"""Serving the ingestion API: one process, or several worker processes sharing one port.
+"""Serving the ingestion API with uvicorn: the app of this process, over HTTP or HTTPS/mTLS.
 
-Validating FHIR is CPU-bound Python, so one process uses one core at most. With
-``CAREPULSE_INGESTION_WORKERS`` > 1, uvicorn starts that many processes on one listening
-socket (the kernel spreads connections); each builds its own app, Kafka producer and
-Redis client through :func:`build_app`. Nothing is shared in memory: publish-once is
-decided in Redis and ordering per patient by the Kafka partitioner, as with replicas.
-Metrics are summed over the workers (see :mod:`carepulse.shared.metrics`).
+One server process per replica: the CPU-bound part (validation) goes to worker processes
+when ``CAREPULSE_INGESTION_VALIDATION_PROCESSES`` is set (see :mod:`carepulse.ingestion.offload`),
+which spreads work per task rather than per connection; more replicas scale it further.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
-import tempfile
 from typing import Any
 
 import uvicorn
@@ -24,12 +19,9 @@ from carepulse.shared.kafka.producer import AsyncFhirProducer
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.tracing import setup_tracing
 
-FACTORY = "carepulse.ingestion.server:build_app"
 
-
-def build_app() -> FastAPI:
-    """One process's app (uvicorn calls this in each worker): settings, logging, producer, API."""
-    settings = IngestionSettings()
+def build_app(settings: IngestionSettings) -> FastAPI:
+    """Logging, tracing, the Kafka producer and the API of this process."""
     setup_logging(settings.log_level, settings.log_format)
     setup_tracing("ingestion")  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
     compression = None if settings.ingestion_compression == "none" else settings.ingestion_compression
@@ -51,13 +43,6 @@ def tls_options(settings: IngestionSettings) -> dict[str, Any]:
 
 
 def serve(settings: IngestionSettings) -> None:
-    """Serve until SIGTERM/SIGINT: in this process, or in ``ingestion_workers`` processes."""
-    options: dict[str, Any] = {"host": settings.bind_host, "port": settings.ingestion_port, "log_config": None,
-                               "access_log": False, "lifespan": "on", **tls_options(settings)}
-    if settings.ingestion_workers <= 1:
-        uvicorn.run(build_app(), **options)
-        return
-    # Each worker writes its samples to files here; any worker's /metrics sums them.
-    with tempfile.TemporaryDirectory(prefix="carepulse-ingestion-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run(FACTORY, factory=True, workers=settings.ingestion_workers, **options)
+    """Serve until SIGTERM/SIGINT."""
+    uvicorn.run(build_app(settings), host=settings.bind_host, port=settings.ingestion_port, log_config=None,
+                access_log=False, lifespan="on", **tls_options(settings))

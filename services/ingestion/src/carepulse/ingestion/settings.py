@@ -12,10 +12,10 @@ from carepulse.shared.settings import Settings
 
 class IngestionSettings(Settings):
     ingestion_port: int = Field(8080, description="Port of the FHIR REST API")
-    ingestion_workers: int = Field(
-        1, ge=1, le=64,
-        description="Processes serving the API on its one port (validation is CPU-bound: one per core to use them "
-        "all); each has its own Kafka producer, Redis client and fhir.inbound consumer",
+    ingestion_validation_processes: int = Field(
+        0, ge=0, le=64,
+        description="Processes validating Bundles and NDJSON chunks off the event loop (one per core uses them all; "
+        "0: inline)",
     )
     ingestion_max_body_bytes: int = Field(
         16 * 1024 * 1024, description="Largest accepted request body (413 beyond it)"

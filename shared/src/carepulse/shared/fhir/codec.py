@@ -35,6 +35,10 @@ class FhirValidationError(ValueError):
         self.issues = issues
         super().__init__("; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in issues))
 
+    def __reduce__(self) -> tuple[type[FhirValidationError], tuple[list[Issue]]]:
+        # Rebuilt from its issues (not its message) when it crosses a process boundary.
+        return type(self), (self.issues,)
+
 
 @dataclass(frozen=True)
 class ParsedResource:
