@@ -164,6 +164,25 @@ async def _load(url: str, work: list[tuple[str, float, dict]], interval: float,
         return time.perf_counter() - start
 
 
+_WATCHED = {"care": "carepulse.care", "ingestion": "carepulse.ingestion", "broker": "tansu", "redis": "valkey-server"}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) so far of the platform's processes, by role, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        for role, needle in _WATCHED.items():
+            if needle in cmd:
+                out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def bench_platform(out_dir: pathlib.Path) -> list[dict]:
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench-care-"))
     platform = Platform(Settings(), run_dir, free_ports=True, only=["ingestion", "care"],
@@ -187,7 +206,11 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
         sent: dict[tuple[str, str], float] = {}
         failed: list[object] = []
         post_lat: list[float] = []
+        cpu_before = cpu_seconds()
         elapsed = asyncio.run(_load(platform.ingestion_url, work, PER_ROUND / RATE, sent, post_lat, failed))
+        cpu_after = cpu_seconds()
+        cpu = ", ".join(f"{role} {100 * (cpu_after.get(role, 0) - cpu_before.get(role, 0)) / elapsed:.0f}%"
+                        for role in _WATCHED)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and scores.value < len(sent):
             time.sleep(0.2)
@@ -210,7 +233,7 @@ def bench_platform(out_dir: pathlib.Path) -> list[dict]:
              "throughput_per_s": round(events / elapsed, 1), "p50_ms": _pct([x for _, x in score_lat], 0.5),
              "p99_ms": _pct([x for _, x in score_lat], 0.99), "ratio_vs_inprocess": None,
              "notes": f"{len(sent)} rounds ({len(failed)} POSTs failed), {lost} without a score after 30 s; "
-                      f"p50 last/first third {growth:.2f}"},
+                      f"p50 last/first third {growth:.2f}; CPU of one core during the load: {cpu}"},
             {"bench": "care", "case": f"POST round trip alone (ingestion) at {RATE:.0f} events/s",
              "throughput_per_s": None, "p50_ms": _pct(post_lat, 0.5), "p99_ms": _pct(post_lat, 0.99),
              "ratio_vs_inprocess": None, "notes": "transaction Bundles of 6 vital signs"},

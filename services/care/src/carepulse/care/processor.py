@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 NEWS2_CODE = NEWS2_TOTAL["code"]
 CONTEXT_READ = ("vitals", "demographics", "conditions", "labs", "findings")
 STATE_KEYS = ("news2-alert", "sepsis-alert")
+# Derived resource types that never carry a finding for the context (skipped without decoding).
+_NO_FINDINGS = frozenset({"Provenance", "RiskAssessment"})
 NEWS2_EVENTS = {Action.ALERT: ("news2-alert", "NEWS2 early-warning alert"),
                 Action.REMIND: ("news2-reminder", "NEWS2 still at alert level"),
                 Action.RESOLVE: ("news2-resolved", "NEWS2 alert level fallen")}
@@ -116,6 +118,8 @@ class CareProcessor:
 
     async def on_derived(self, key: bytes | None, value: bytes, headers: Headers | None) -> Outcome:
         """AI findings from nlp and imaging (our own outputs yield no entries)."""
+        if header(headers, "resource-type") in _NO_FINDINGS:
+            return Outcome()  # half of what care reads here is its own Provenance and RiskAssessment
         _, n = await self.remember(_decode(value), derived=True)
         return Outcome(context_entries=n)
 
