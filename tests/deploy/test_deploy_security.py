@@ -168,7 +168,23 @@ def test_helm_https_without_client_ca_probes_over_https() -> None:
     ({"kafka": {"tls": {"caSecret": {"name": "x"}}}}, "not SSL or SASL_SSL"),
     ({"redis": {"tls": {"caSecret": {"name": "x"}}}}, "not rediss://"),
     ({"services": {"ingestion": {"tls": {"clientCASecret": {"name": "x"}}}}}, "needs services.ingestion.tls.secret"),
+    ({"services": {"ingestion": {"auth": {"enabled": True, "issuer": "https://as"}}}}, "needs issuer, audience"),
 ])
 def test_helm_refuses_half_configured_security(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmError, match=message):
         helm_render(values)
+
+
+def test_helm_edge_auth_sets_what_the_ingestion_settings_read() -> None:
+    from carepulse.ingestion.settings import IngestionSettings
+
+    auth = {"enabled": True, "issuer": "https://as.example", "audience": "https://fhir.example/fhir",
+            "jwksUrl": "https://as.example/jwks"}
+    (c,) = _pods(helm_render({"services": {"ingestion": {"auth": auth}}}))["ingestion"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"] if "value" in e}
+    settings = IngestionSettings(**{k.removeprefix("CAREPULSE_").lower(): v for k, v in env.items()
+                                    if k.startswith("CAREPULSE_AUTH_")})
+    assert settings.auth_enabled and settings.auth_issuer == auth["issuer"]
+    assert settings.auth_audience == auth["audience"] and settings.auth_jwks_url == auth["jwksUrl"]
+    (off,) = _pods(helm_render({}))["ingestion"]["containers"]
+    assert "CAREPULSE_AUTH_ENABLED" not in {e["name"] for e in off["env"]}

@@ -43,7 +43,7 @@ class IngestionSettings(Settings):
         200, description="Resources named one by one in an AuditEvent; beyond it they are counted"
     )
     # Authentication at the edge (SMART Backend Services). Off in the embedded platform by default,
-    # on in the production configurations (compose and Helm set CAREPULSE_AUTH_ENABLED=true).
+    # to be turned on in production (Helm: services.ingestion.auth; compose: CAREPULSE_AUTH_* in .env).
     auth_enabled: bool = Field(False, description="Require OAuth 2.0 bearer JWTs with SMART system scopes")
     auth_issuer: str = Field("", description="Expected `iss` of tokens: the authorisation server")
     auth_audience: str = Field("", description="Expected `aud` of tokens: this server's FHIR base URL")
