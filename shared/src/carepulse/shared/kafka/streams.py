@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from carepulse.shared.settings import Settings
 from carepulse.shared.tracing import consume_span, inject_kafka, setup_tracing
 
 log = logging.getLogger(__name__)
+GIL_SWITCH_INTERVAL_S = 0.0005
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
@@ -76,6 +78,10 @@ def run_worker(service: str, settings: SettingsT, build_app: Callable[[SettingsT
     """Entry point of a stream worker process: logging, tracing, the app, until SIGTERM/SIGINT."""
     setup_logging(settings.log_level, settings.log_format)
     setup_tracing(service)  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
+    # faust's consumer runs in its own thread and shares the GIL with the event loop; by default a
+    # thread keeps the GIL up to 5 ms while a ready Redis reply or ack waits. 0.5 ms: measured on
+    # care at 500 events/s, p99 POST -> score 370-1,110 ms before, 225-540 ms after (noisy 2-core VM).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     worker = faust.Worker(build_app(settings), loglevel=settings.log_level, override_logging=False, quiet=True)
     worker.execute_from_commandline()
 
