@@ -193,7 +193,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await producer.start()
         await seen.start()
-        validation.start()
+        await validation.start()
         if inbound is not None:
             inbound.start()
         try:

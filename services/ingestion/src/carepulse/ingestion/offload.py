@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -28,6 +29,11 @@ _worker_intake: Intake | None = None
 def _start_worker(topic_prefix: str, source_name: str, max_entries: int) -> None:
     global _worker_intake  # noqa: PLW0603 - one per worker process, set before any task runs
     _worker_intake = Intake(Topics.with_prefix(topic_prefix), None, source_name, max_entries)
+
+
+def _ready() -> bool:
+    time.sleep(0.05)  # held briefly, so that each of the first tasks lands on its own new process
+    return _worker_intake is not None
 
 
 def _entries_in_worker(entries: list[Any], local: dict[str, str], start: int, event_id: str | None,
@@ -51,11 +57,14 @@ class Validation:
         self._init_args = (topic_prefix, source_name, max_entries)
         self._pool: ProcessPoolExecutor | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if self._processes > 0 and self._pool is None:
             # spawn: fresh interpreters, nothing of this process's sockets or threads copied.
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_start_worker, initargs=self._init_args)
+            # The pool starts its processes on demand: start them all now, so the first requests
+            # do not wait for interpreters to start and import the FHIR models.
+            await asyncio.gather(*(self._run(_ready) for _ in range(self._processes)))
 
     def stop(self) -> None:
         if self._pool is not None:
