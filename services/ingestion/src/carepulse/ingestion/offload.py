@@ -39,7 +39,13 @@ def _ready() -> bool:
 def _entries_in_worker(entries: list[Any], local: dict[str, str], start: int, event_id: str | None,
                        traceparent: str | None) -> list[EntryResult]:
     assert _worker_intake is not None
-    return _worker_intake.entry_results(entries, local, start, event_id, traceparent)
+    results = _worker_intake.entry_results(entries, local, start, event_id, traceparent)
+    for r in results:
+        if r.accepted is not None:
+            # The server holds the same prepared document (validation does not change it):
+            # sending it back would cost more to unpickle there than anything else it does.
+            r.accepted.resource = {}
+    return results
 
 
 def _lines_in_worker(lines: list[bytes], event_ids: list[str | None]) -> list[EntryResult]:
@@ -82,7 +88,11 @@ class Validation:
         if self._pool is None:
             return self._intake.bundle_entries(doc, event_id, traceparent)
         btype, entries, local = self._intake.prepare_bundle(doc)
-        return btype, await self._spread(_entries_in_worker, entries, local, event_id, traceparent)
+        results = await self._spread(_entries_in_worker, entries, local, event_id, traceparent)
+        for entry, r in zip(entries, results, strict=True):
+            if r.accepted is not None:
+                r.accepted.resource = entry["resource"]
+        return btype, results
 
     async def accept_lines(self, lines: list[bytes], event_ids: list[str | None]) -> list[EntryResult]:
         """``Intake.accept_line`` of each NDJSON line, in order; the chunk is split over the workers."""
