@@ -48,28 +48,16 @@ from carepulse.shared.kafka.streams import make_stream_app
 from carepulse.shared.platform.processes import free_port, spawn, stop, wait_for_port
 from carepulse.shared.platform.servers import tansu_binary
 from carepulse.shared.settings import Settings
-from carepulse.shared.testing.tls import Authority, Issued
+from carepulse.shared.testing.tls import Pki, make_pki
 from carepulse.shared.testing.topics import TopicReader
 from carepulse.shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Authority
-    server: Issued
-    client: Issued
-    stranger: Authority
-    stranger_client: Issued
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("kafka-pki")
-    ca, stranger = Authority(root, "hospital"), Authority(root, "stranger")
-    return Pki(ca, ca.issue("kafka", server=True), ca.issue("care", server=False), stranger,
-               stranger.issue("care", server=False))
+    return make_pki(tmp_path_factory.mktemp("kafka-pki"), "kafka", "care")
 
 
 # --- the mapping, per client library -------------------------------------------------------

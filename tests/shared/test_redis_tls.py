@@ -27,20 +27,11 @@ from carepulse.shared.context_store import PatientContextStore
 from carepulse.shared.platform.processes import free_port, spawn, stop, wait_for_port
 from carepulse.shared.redis_client import ACL_RULES, RedisConfigError, make_redis, redis_options
 from carepulse.shared.settings import Settings
-from carepulse.shared.testing.tls import Authority, Issued
+from carepulse.shared.testing.tls import Issued, Pki, make_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 USER = "carepulse"
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Authority
-    server: Issued
-    client: Issued
-    stranger: Authority
-    stranger_client: Issued
 
 
 @dataclass(frozen=True)
@@ -51,10 +42,7 @@ class RedisTls:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("redis-pki")
-    ca, stranger = Authority(root, "hospital"), Authority(root, "stranger")
-    return Pki(ca, ca.issue("redis", server=True), ca.issue("care", server=False), stranger,
-               stranger.issue("care", server=False))
+    return make_pki(tmp_path_factory.mktemp("redis-pki"), "redis", "care")
 
 
 def _start(root: Path, pki: Pki, *, auth_clients: str) -> tuple[subprocess.Popen[bytes], RedisTls]:

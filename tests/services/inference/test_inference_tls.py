@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +22,14 @@ from carepulse.inference.settings import InferenceSettings
 from carepulse.inference.testing import ServerThread, local_settings
 from carepulse.shared.inference.client import InferenceClient, InferenceError, InferenceTlsConfigError
 from carepulse.shared.inference.settings import InferenceClientSettings
-from carepulse.shared.testing.tls import Authority, Issued
+from carepulse.shared.testing.tls import Pki, make_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Authority
-    server: Issued
-    client: Issued
-    stranger_ca: Authority
-    stranger_client: Issued
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("pki")
-    ca, stranger = Authority(root, "hospital"), Authority(root, "stranger")
-    return Pki(ca, ca.issue("inference", server=True), ca.issue("nlp", server=False), stranger,
-               stranger.issue("nlp", server=False))
+    return make_pki(tmp_path_factory.mktemp("pki"), "inference", "nlp")
 
 
 def _server(model_repo: Path, pki: Pki, *, mutual: bool) -> ServerThread:
@@ -97,7 +84,7 @@ def test_plaintext_client_is_refused_by_a_tls_server(tls_server: ServerThread) -
 
 
 def test_client_trusting_another_ca_refuses_the_server(tls_server: ServerThread, pki: Pki) -> None:
-    assert _refused(tls_server.grpc_url, inference_client_tls_ca=pki.stranger_ca.ca_file).code == \
+    assert _refused(tls_server.grpc_url, inference_client_tls_ca=pki.stranger.ca_file).code == \
         grpc.StatusCode.UNAVAILABLE
 
 

@@ -10,7 +10,6 @@ import ssl
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from carepulse.ingestion.server import tls_options
 from carepulse.ingestion.settings import IngestionSettings
 from carepulse.shared.platform.processes import free_port, spawn, stop
 from carepulse.shared.settings import Settings
-from carepulse.shared.testing.tls import Authority, Issued
+from carepulse.shared.testing.tls import Issued, Pki, make_pki
 from carepulse.shared.testing.topics import TopicReader
 from carepulse.shared.topics import Topics
 
@@ -30,22 +29,10 @@ FHIR = {"Content-Type": "application/fhir+json"}
 HEALTHCHECK = Path(__file__).resolve().parents[3] / "deploy" / "docker" / "healthcheck.py"
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Authority
-    server: Issued
-    client: Issued
-    stranger: Authority
-    stranger_client: Issued
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("edge-pki")
-    ca, stranger = Authority(root, "hospital"), Authority(root, "stranger")
     # The server certificate is also issued for client auth: the container health check presents it.
-    return Pki(ca, ca.issue("ingestion", server=True, client=True), ca.issue("ehr", server=False), stranger,
-               stranger.issue("ehr", server=False))
+    return make_pki(tmp_path_factory.mktemp("edge-pki"), "ingestion", "ehr", server_is_client=True)
 
 
 def _context(ca: Path, client: Issued | None = None) -> ssl.SSLContext:

@@ -79,3 +79,23 @@ class Authority:
                                                  serialization.NoEncryption()))
         issued.key.chmod(0o600)
         return issued
+
+
+@dataclass(frozen=True)
+class Pki:
+    """What a TLS test needs: a CA with a server and a client certificate, and a stranger CA
+    with a client certificate that must be refused."""
+
+    ca: Authority
+    server: Issued
+    client: Issued
+    stranger: Authority
+    stranger_client: Issued
+
+
+def make_pki(root: Path, server: str, client: str, *, server_is_client: bool = False) -> Pki:
+    """A :class:`Pki` under ``root``: ``server`` on 127.0.0.1/localhost, ``client`` from the same CA
+    and from a stranger CA; ``server_is_client``: the server certificate may also authenticate as a client."""
+    ca, stranger = Authority(root, "hospital"), Authority(root, "stranger")
+    return Pki(ca, ca.issue(server, server=True, client=server_is_client), ca.issue(client, server=False),
+               stranger, stranger.issue(client, server=False))
