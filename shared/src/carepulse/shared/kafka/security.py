@@ -27,6 +27,9 @@ from typing import Any
 from carepulse.shared.settings import Settings
 from carepulse.shared.tls import TlsConfigError, client_context
 
+_TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+_SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+
 
 class KafkaSecurityError(TlsConfigError):
     """The Kafka security settings are incomplete or contradictory."""
@@ -44,18 +47,17 @@ class KafkaSecurity:
 
     @property
     def tls(self) -> bool:
-        return self.protocol in ("SSL", "SASL_SSL")
+        return self.protocol in _TLS_PROTOCOLS
 
     @property
     def sasl(self) -> bool:
-        return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        return self.protocol in _SASL_PROTOCOLS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSecurity:
         """Checked settings; raises :class:`KafkaSecurityError` on anything incomplete."""
         protocol = settings.kafka_security_protocol
-        tls = protocol in ("SSL", "SASL_SSL")
-        sasl = protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        tls, sasl = protocol in _TLS_PROTOCOLS, protocol in _SASL_PROTOCOLS
         files = {n: getattr(settings, f"kafka_tls_{n}") for n in ("ca", "cert", "key")}
         if not tls and any(files.values()):
             named = ", ".join(f"CAREPULSE_KAFKA_TLS_{n.upper()}" for n, v in files.items() if v)
