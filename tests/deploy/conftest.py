@@ -24,9 +24,9 @@ def _settings_env(service: str) -> set[str]:
         module = importlib.import_module(f"carepulse.{service}.settings")
         classes += [c for _, c in inspect.getmembers(module, inspect.isclass) if issubclass(c, Settings)]
     else:
-        # A service still being written: hold it to the platform's contract (<name>_port, <name>_data_dir).
+        # A service still being written: hold it to the platform's contract (its ports).
         spec = next(s for s in CATALOGUE if s.name == service)
-        names |= set(spec.ports) | {f"CAREPULSE_{service.upper()}_DATA_DIR"}
+        names |= set(spec.ports)
     return names | {"CAREPULSE_" + f.upper() for c in classes for f in c.model_fields}
 
 

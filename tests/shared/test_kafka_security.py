@@ -27,24 +27,21 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AioKafkaError
-from faust.auth import SASLCredentials, SSLCredentials
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.admin import create_topics
-from carepulse.shared.kafka.headers import fhir_headers
+from carepulse.shared.kafka.headers import Headers, fhir_headers
 from carepulse.shared.kafka.lag import LagMonitor
 from carepulse.shared.kafka.producer import AsyncFhirProducer, FhirProducer, OutRecord, make_producer
 from carepulse.shared.kafka.security import (
     KafkaSecurity,
     KafkaSecurityError,
-    faust_broker_credentials,
     kafka_client_security,
 )
-from carepulse.shared.kafka.streams import make_stream_app
+from carepulse.shared.kafka.streams import Outgoing, add_handler, make_publisher, make_stream_app
 from carepulse.shared.platform.processes import free_port, spawn, stop, wait_for_port
 from carepulse.shared.platform.servers import tansu_binary
 from carepulse.shared.settings import Settings
@@ -64,7 +61,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def test_plaintext_is_the_default_and_adds_nothing() -> None:
     assert kafka_client_security(Settings()) == {"security_protocol": "PLAINTEXT"}
-    assert faust_broker_credentials(Settings()) is None
 
 
 def test_ssl_with_client_certificate_maps_to_one_verifying_context_for_every_library(pki: Pki) -> None:
@@ -76,11 +72,6 @@ def test_ssl_with_client_certificate_maps_to_one_verifying_context_for_every_lib
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "hospital test CA"),),)]
-    creds = faust_broker_credentials(s)
-    assert isinstance(creds, SSLCredentials)
-    # What faust hands to aiokafka is exactly what our own clients get.
-    faust_kwargs = dict(credentials_to_aiokafka_auth(creds))
-    assert faust_kwargs["security_protocol"] == "SSL" and isinstance(faust_kwargs["ssl_context"], ssl.SSLContext)
     assert not Settings(kafka_security_protocol="SSL", kafka_tls_check_hostname=False,
                         kafka_tls_ca=pki.ca.ca_file).model_dump()["kafka_tls_check_hostname"]
     assert not kafka_client_security(Settings(kafka_security_protocol="SSL", kafka_tls_ca=pki.ca.ca_file,
@@ -89,7 +80,7 @@ def test_ssl_with_client_certificate_maps_to_one_verifying_context_for_every_lib
 
 @pytest.mark.parametrize(("protocol", "mechanism"), [("SASL_SSL", "SCRAM-SHA-512"), ("SASL_SSL", "SCRAM-SHA-256"),
                                                      ("SASL_SSL", "PLAIN"), ("SASL_PLAINTEXT", "SCRAM-SHA-512")])
-def test_sasl_maps_user_password_mechanism_for_kafka_python_aiokafka_and_faust(
+def test_sasl_maps_user_password_mechanism_for_kafka_python_and_aiokafka(
     pki: Pki, protocol: str, mechanism: str
 ) -> None:
     s = Settings(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism, kafka_sasl_username="care",
@@ -102,29 +93,13 @@ def test_sasl_maps_user_password_mechanism_for_kafka_python_aiokafka_and_faust(
     assert kwargs["security_protocol"] == protocol and kwargs["sasl_mechanism"] == mechanism
     assert kwargs["sasl_plain_username"] == "care" and kwargs["sasl_plain_password"] == "s3cret"
     assert ("ssl_context" in kwargs) is (protocol == "SASL_SSL")
-    creds = security.faust_credentials()
-    assert isinstance(creds, SASLCredentials)
-    faust_kwargs = dict(credentials_to_aiokafka_auth(creds))
-    assert {k: v for k, v in faust_kwargs.items() if v is not None} == kwargs
     assert "s3cret" not in repr(KafkaSecurity.from_settings(s)) and "s3cret" not in repr(s)
 
     async def construct() -> None:
         # aiokafka checks its security options when a client is made (no connection yet).
         AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", **kwargs)
-        AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", **faust_kwargs)
+        AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", **kwargs)
     asyncio.run(construct())
-
-
-def test_a_stream_app_gets_the_credentials(pki: Pki, tmp_path: Path) -> None:
-    s = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="care", kafka_sasl_password=SecretStr("pw"),
-                 kafka_tls_ca=pki.ca.ca_file)
-    app = make_stream_app(s, "carepulse-sec-test", web_port=free_port(), data_dir=tmp_path, health=HealthChecks())
-    creds = app.conf.broker_credentials
-    assert isinstance(creds, SASLCredentials) and creds.protocol.value == "SASL_SSL"
-    assert creds.mechanism.value == "SCRAM-SHA-512" and creds.username == "care" and creds.ssl_context is not None
-    plain = make_stream_app(Settings(), "carepulse-sec-plain", web_port=free_port(), data_dir=tmp_path,
-                            health=HealthChecks())
-    assert plain.conf.broker_credentials is None
 
 
 def test_half_configured_security_stops_every_client_at_build(pki: Pki, tmp_path: Path) -> None:
@@ -146,16 +121,20 @@ def test_half_configured_security_stops_every_client_at_build(pki: Pki, tmp_path
     }
     for case, update in bad.items():
         s = Settings(**update)
-        for build in (kafka_client_security, faust_broker_credentials,
+        for build in (kafka_client_security, _run_stream_app,
                       lambda s: AsyncFhirProducer(s, "t"), lambda s: LagMonitor(s)):
             with pytest.raises(KafkaSecurityError):
                 build(s)
                 pytest.fail(case)
 
 
+def _run_stream_app(s: Settings) -> None:
+    # A stream worker checks the settings before it opens a connection or its web port.
+    asyncio.run(make_stream_app(s, "carepulse-sec-test", web_port=0, health=HealthChecks()).run(asyncio.Event()))
+
+
 def _client_calls(path: Path) -> list[tuple[str, ast.Call]]:
-    names = {"KafkaProducer", "KafkaConsumer", "KafkaAdminClient", "AIOKafkaProducer", "AIOKafkaConsumer",
-             "StreamApp"}
+    names = {"KafkaProducer", "KafkaConsumer", "KafkaAdminClient", "AIOKafkaProducer", "AIOKafkaConsumer"}
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call):
@@ -167,8 +146,7 @@ def _client_calls(path: Path) -> list[tuple[str, ast.Call]]:
 
 def test_every_kafka_client_the_product_builds_gets_the_security_settings() -> None:
     """A client built without them would talk plaintext to a TLS-only cluster (and fail) or,
-    worse, be the one link left in clear: every construction passes ``**security`` kwargs
-    (or, for faust, ``broker_credentials``)."""
+    worse, be the one link left in clear: every construction passes ``**security`` kwargs."""
     sources = [*(ROOT / "shared" / "src").rglob("*.py"), *(ROOT / "services").glob("*/src/**/*.py"),
                *(ROOT / "deploy").rglob("*.py")]
     seen = 0
@@ -176,8 +154,8 @@ def test_every_kafka_client_the_product_builds_gets_the_security_settings() -> N
         for name, call in _client_calls(path):
             seen += 1
             kws = {k.arg for k in call.keywords}
-            ok = "broker_credentials" in kws if name == "StreamApp" else None in kws
-            assert ok, f"{path.relative_to(ROOT)}:{call.lineno}: {name}(...) without the Kafka security settings"
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            assert None in kws, f"{where}: {name}(...) without the Kafka security settings"
     assert seen >= 10  # the scan found the clients (producer, admin, lag, consumers, streams, topic job)
 
 
@@ -278,8 +256,7 @@ def _records(topic: str, n: int, tag: str) -> list[OutRecord]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
-def test_produce_and_consume_over_mutual_tls_with_every_client(tls_broker: TlsBroker, pki: Pki,
-                                                                tmp_path: Path) -> None:
+def test_produce_and_consume_over_mutual_tls_with_every_client(tls_broker: TlsBroker, pki: Pki) -> None:
     s = _tls_settings(tls_broker, pki)
     topics = Topics.with_prefix(s.topic_prefix)
     assert topics.observation in create_topics(s, topics, partitions=2, timeout=20)  # kafka-python admin
@@ -308,25 +285,32 @@ def test_produce_and_consume_over_mutual_tls_with_every_client(tls_broker: TlsBr
     assert sorted(r.key for r in got) == sorted([f"Patient/sync{i}" for i in range(3)]
                                                 + [f"Patient/async{i}" for i in range(3)])
 
-    # A stream worker's consumer: aiokafka with exactly the options faust derives from our credentials.
-    app = make_stream_app(s, "carepulse-tls-test", web_port=free_port(), data_dir=tmp_path, health=HealthChecks())
-    auth = dict(credentials_to_aiokafka_auth(app.conf.broker_credentials))
+    # A stream worker (care, nlp, imaging) reads them with its own consumer and answers with its producer.
+    app = make_stream_app(s, f"carepulse-tls-{uuid.uuid4()}", web_port=free_port(), health=HealthChecks())
+    publish = make_publisher(app)
+    got_keys: list[bytes | None] = []
+    stop_app = asyncio.Event()
+
+    async def collect(key: bytes | None, value: bytes, headers: Headers) -> None:
+        await publish(Outgoing(topics.derived, (key or b"").decode(), value, headers))
+        got_keys.append(key)
+        if len(got_keys) == 6:
+            stop_app.set()
+
+    add_handler(app, topics.observation, collect, service="tls-test", deadletter_topic=topics.deadletter,
+                source_name="tls-test", publish=publish)
 
     async def consume() -> int:
-        consumer = AIOKafkaConsumer(topics.observation, bootstrap_servers=s.kafka_servers, group_id=None,
-                                    auto_offset_reset="earliest", **auth)
-        await consumer.start()
-        try:
-            n = 0
-            for _ in range(50):
-                n += sum(len(b) for b in (await consumer.getmany(timeout_ms=200)).values())
-                if n >= 6:
-                    break
-            return n
-        finally:
-            await consumer.stop()
+        await asyncio.wait_for(app.run(stop_app), 60)
+        return len(got_keys)
 
     assert asyncio.run(consume()) == 6
+    reader = TopicReader(s)
+    try:
+        answered = reader.read(topics.derived, at_least=6, timeout=30)
+    finally:
+        reader.close()
+    assert sorted(r.key for r in answered) == sorted(r.key for r in got)
     assert isinstance(LagMonitor(s).measure(), list)  # kafka-python admin of the lag exporter
     assert tls_broker.terminator.accepted > 0 and tls_broker.terminator.refused == []
 

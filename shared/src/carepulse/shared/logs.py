@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-_NOISY = ("kafka", "aiokafka", "faust", "mode", "uvicorn.access", "urllib3", "httpx", "httpcore")
+_NOISY = ("kafka", "aiokafka", "uvicorn.access", "urllib3", "httpx", "httpcore")
 
 
 REDACTED = "[redacted]"

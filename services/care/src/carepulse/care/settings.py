@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 
 from carepulse.shared.settings import Settings
@@ -12,7 +10,6 @@ from carepulse.shared.settings import Settings
 class CareSettings(Settings):
     care_port: int = Field(8090, description="Health and metrics port of the care worker")
     care_group: str = Field("carepulse-care", description="Kafka consumer group of the care worker")
-    care_data_dir: Path = Field(Path(".run/care"), description="Working folder of the care worker")
     care_news2_window_s: float = Field(
         1800.0, description="Readings within this many seconds of each other form one NEWS2 set; older ones are "
                             "too old to count")

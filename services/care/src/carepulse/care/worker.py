@@ -1,27 +1,23 @@
-"""Faust wiring of the care worker: topics in, CareProcessor, topics out."""
+"""Stream wiring of the care worker: topics in, CareProcessor, topics out."""
 
 from __future__ import annotations
-
-import faust
 
 from carepulse.care.processor import CareProcessor
 from carepulse.care.relay import WebhookRelay
 from carepulse.care.settings import CareSettings
 from carepulse.shared.context_store import PatientContextStore
 from carepulse.shared.health import HealthChecks
-from carepulse.shared.kafka.streams import add_handler, make_publisher, make_stream_app
+from carepulse.shared.kafka.streams import StreamApp, add_handler, make_publisher, make_stream_app
 from carepulse.shared.topics import Topics
 
 SERVICE = "care"
 
 
-def build_app(settings: CareSettings) -> faust.App:
+def build_app(settings: CareSettings) -> StreamApp:
     topics = Topics.with_prefix(settings.topic_prefix)
     store = PatientContextStore.from_settings(settings, ttl_seconds=settings.care_context_ttl_s)
     health = HealthChecks()
-    app = make_stream_app(
-        settings, settings.care_group, web_port=settings.care_port, data_dir=settings.care_data_dir, health=health
-    )
+    app = make_stream_app(settings, settings.care_group, web_port=settings.care_port, health=health)
     health.add("redis", store.ping)
     publish = make_publisher(app)
     processor = CareProcessor(topics, store, publish, settings)

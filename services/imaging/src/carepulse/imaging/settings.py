@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr
 
 from carepulse.imaging.sources import InputLimits
@@ -15,7 +13,6 @@ _LIMITS = InputLimits()
 class ImagingSettings(InferenceClientSettings):
     imaging_port: int = Field(8092, description="Health and metrics port of the imaging worker")
     imaging_group: str = Field("carepulse-imaging", description="Kafka consumer group of the imaging worker")
-    imaging_data_dir: Path = Field(Path(".run/imaging"), description="Working folder of the imaging worker")
     imaging_model: str = Field("pneumonia-cxr", description="Model name in the inference service")
     imaging_model_version: str = Field("", description="Pinned model version (empty: the highest served)")
     imaging_threshold: float = Field(0.5, ge=0, le=1, description="P(pneumonia) at or above which it is positive")

@@ -1,8 +1,6 @@
-"""Faust wiring of the imaging worker: fhir.imaging in, ImagingProcessor, fhir.derived out."""
+"""Stream wiring of the imaging worker: fhir.imaging in, ImagingProcessor, fhir.derived out."""
 
 from __future__ import annotations
-
-import faust
 
 from carepulse.imaging.classifier import Classifier
 from carepulse.imaging.dicomweb import DicomWebClient
@@ -10,17 +8,16 @@ from carepulse.imaging.processor import ImagingProcessor
 from carepulse.imaging.settings import ImagingSettings
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.inference.client import InferenceClient
-from carepulse.shared.kafka.streams import add_handler, make_publisher, make_stream_app
+from carepulse.shared.kafka.streams import StreamApp, add_handler, make_publisher, make_stream_app
 from carepulse.shared.topics import Topics
 
 SERVICE = "imaging"
 
 
-def build_app(settings: ImagingSettings) -> faust.App:
+def build_app(settings: ImagingSettings) -> StreamApp:
     topics = Topics.with_prefix(settings.topic_prefix)
     health = HealthChecks()
-    app = make_stream_app(settings, settings.imaging_group, web_port=settings.imaging_port,
-                          data_dir=settings.imaging_data_dir, health=health)
+    app = make_stream_app(settings, settings.imaging_group, web_port=settings.imaging_port, health=health)
     client = InferenceClient.from_settings(settings)
     classifier = Classifier(client, settings.imaging_model, version=settings.imaging_model_version,
                             max_batch=settings.imaging_max_batch)

@@ -12,7 +12,6 @@ from carepulse.shared.inference.settings import InferenceClientSettings
 class NlpSettings(InferenceClientSettings):
     nlp_port: int = Field(8091, description="Health and metrics port of the NLP worker")
     nlp_group: str = Field("carepulse-nlp", description="Kafka consumer group of the NLP worker")
-    nlp_data_dir: Path = Field(Path(".run/nlp"), description="Working folder of the NLP worker")
     nlp_max_note_bytes: int = Field(256 * 1024, gt=0, description="Notes larger than this are dead-lettered")
     nlp_embedding_model: str = Field("text-embedding", description="Sentence-embedding model on the inference service")
     nlp_tokenizer_path: Path = Field(

@@ -1,8 +1,6 @@
-"""Faust wiring of the NLP worker: document topic in, NlpProcessor, derived topic out."""
+"""Stream wiring of the NLP worker: document topic in, NlpProcessor, derived topic out."""
 
 from __future__ import annotations
-
-import faust
 
 from carepulse.nlp.processor import NlpProcessor
 from carepulse.nlp.service import build_normaliser, build_pipeline
@@ -10,18 +8,16 @@ from carepulse.nlp.settings import NlpSettings
 from carepulse.nlp.terminology import Lexicon
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.inference.client import InferenceClient
-from carepulse.shared.kafka.streams import add_handler, make_publisher, make_stream_app
+from carepulse.shared.kafka.streams import StreamApp, add_handler, make_publisher, make_stream_app
 from carepulse.shared.topics import Topics
 
 SERVICE = "nlp"
 
 
-def build_app(settings: NlpSettings) -> faust.App:
+def build_app(settings: NlpSettings) -> StreamApp:
     topics = Topics.with_prefix(settings.topic_prefix)
     health = HealthChecks()
-    app = make_stream_app(
-        settings, settings.nlp_group, web_port=settings.nlp_port, data_dir=settings.nlp_data_dir, health=health
-    )
+    app = make_stream_app(settings, settings.nlp_group, web_port=settings.nlp_port, health=health)
     lexicon = Lexicon.load()
     client = InferenceClient.from_settings(settings)
     normaliser = build_normaliser(settings, lexicon, client)

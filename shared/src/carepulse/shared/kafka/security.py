@@ -1,9 +1,9 @@
 """Kafka transport security from settings, in the shape each client library wants.
 
 One place turns ``CAREPULSE_KAFKA_SECURITY_PROTOCOL``, ``_TLS_*`` and ``_SASL_*`` into the
-keyword arguments of kafka-python (producer, admin, consumers), aiokafka (ingestion's
-producer and consumer) and the credentials of faust (stream workers), so every client of
-every service connects the same way:
+keyword arguments of kafka-python (producer, admin, consumers) and aiokafka (ingestion's
+producer, the stream workers' consumer and producer), so every client of every service
+connects the same way:
 
 - ``PLAINTEXT``: nothing (the embedded platform, tests).
 - ``SSL``: TLS to the brokers, verified against ``KAFKA_TLS_CA``; with ``KAFKA_TLS_CERT`` and
@@ -93,24 +93,8 @@ class KafkaSecurity:
                        "sasl_plain_password": self.sasl_password}
         return kwargs
 
-    def faust_credentials(self) -> Any:
-        """faust's ``broker_credentials`` (None for PLAINTEXT); faust hands them to aiokafka."""
-        import faust  # the streams extra: only stream workers get here
-
-        if self.sasl:
-            return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,
-                                         ssl_context=self.ssl_context, mechanism=self.sasl_mechanism)
-        if self.ssl_context is not None:
-            return faust.SSLCredentials(self.ssl_context)
-        return None
-
 
 def kafka_client_security(settings: Settings) -> dict[str, Any]:
     """Security kwargs for kafka-python's ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``
     and aiokafka's ``AIOKafkaProducer``/``AIOKafkaConsumer`` (the libraries share these names)."""
     return KafkaSecurity.from_settings(settings).client_kwargs()
-
-
-def faust_broker_credentials(settings: Settings) -> Any:
-    """``broker_credentials`` of a faust app (None: plaintext)."""
-    return KafkaSecurity.from_settings(settings).faust_credentials()

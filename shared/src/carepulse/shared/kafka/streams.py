@@ -1,10 +1,15 @@
-"""The faust-streaming app factory every stream worker (care, nlp, imaging) uses.
+"""The stream runtime every worker (care, nlp, imaging) uses: one consumer group, typed handlers.
 
-Timeouts follow FIELD-NOTES: with faust's defaults a new consumer group waits
-~20 s for its first record on Tansu; these values bring that to a few seconds.
-Records are raw bytes (FHIR JSON exactly as validated at the edge); handlers
-decode what they need. Workers register typed handlers with :func:`add_handler`
-and publish with :func:`make_publisher`; the Kafka loop is written once, here.
+aiokafka in the worker's own event loop. faust ran here before: its consumer thread and
+per-record stream machinery took a third of care's CPU at 500 events/s (py-spy), more than
+the clinical work. What a worker needs of a framework is small and written once, here:
+handlers registered per topic (:func:`add_handler`), publishing (:func:`make_publisher`),
+lanes (per-key order, overlapped waits), commits that never pass an unfinished record,
+dead letters, and health/metrics pages.
+
+Timeouts follow FIELD-NOTES: with default session settings a new consumer group waits
+~20 s for its first record on Tansu; these values bring that to a few seconds. Records are
+raw bytes (FHIR JSON exactly as validated at the edge); handlers decode what they need.
 """
 
 from __future__ import annotations
@@ -12,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import sys
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-import aiokafka
-import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError as AIOKafkaError
 from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,120 +38,200 @@ from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
 from carepulse.shared.kafka.lanes import lane_of, run_in_lanes
-from carepulse.shared.kafka.security import faust_broker_credentials
+from carepulse.shared.kafka.offsets import OffsetTracker
+from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
 from carepulse.shared.settings import Settings
 from carepulse.shared.tracing import consume_span, inject_kafka, setup_tracing
 
 log = logging.getLogger(__name__)
-GIL_SWITCH_INTERVAL_S = 0.0005
 SettingsT = TypeVar("SettingsT", bound=Settings)
+COMMIT_INTERVAL_S = 1.0
+POLL_TIMEOUT_MS = 200  # how long a poll waits before the loop looks at the stop signal again
+MAX_POLL_RECORDS = 500
+# A rebalance waits this long for records in flight before handing partitions over; what is
+# still open after it is re-read by the new owner (outputs have input-derived ids).
+REVOKE_WAIT_S = 5.0
+MAX_FETCH_BYTES = 4 * 1024 * 1024
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+RecordHandler = Callable[[ConsumerRecord], Awaitable[None]]
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> aiokafka.AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
-        # faust hard-codes fetch_max_wait_ms=1500; a broker that holds fetches for the full
-        # wait (Tansu does) then adds up to 1.5 s per hop. Ours comes from settings.
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
-        return consumer
+class StreamApp:
+    """One consumer group of a worker: its topics' handlers, a producer, health and metrics.
+
+    Offsets are committed only up to the first record not yet finished, so a worker killed
+    mid-stream re-reads what it had not finished (at-least-once); handlers make their output
+    idempotent by deriving ids from the input.
+    """
+
+    def __init__(self, settings: Settings, group: str, *, web_port: int, health: HealthChecks) -> None:
+        self.settings = settings
+        self.group = group
+        self.web_port = web_port
+        self.health = health
+        self.lanes = max(1, settings.stream_lanes)
+        self.max_record_bytes = settings.kafka_max_record_bytes
+        self.assigned = False  # the first rebalance is complete
+        self.rebalancing = False
+        self._routes: dict[str, RecordHandler] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Ready once the group has settled: assigned, and no rebalance in progress (during
+        # one, no partition is being consumed).
+        health.add("kafka", lambda: self.assigned and not self.rebalancing)
+
+    def route(self, topic: str, handle: RecordHandler) -> None:
+        if topic in self._routes:
+            raise ValueError(f"topic {topic} already has a handler")
+        self._routes[topic] = handle
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> asyncio.Future[Any]:
+        """Queue one record; the returned future resolves when the brokers acknowledge it."""
+        if self._producer is None:
+            raise RuntimeError("the stream app is not running")
+        return await self._producer.send(topic, value, key=key, headers=headers)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; a handler's unexpected exception ends it (and is raised)."""
+        s = self.settings
+        security = kafka_client_security(s)
+        servers = ",".join(s.kafka_servers)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            session_timeout_ms=6000, heartbeat_interval_ms=1000, max_partition_fetch_bytes=MAX_FETCH_BYTES,
+            **security)
+        self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all",
+                                          max_request_size=MAX_REQUEST_BYTES, **security)
+        consumer.subscribe(list(self._routes), listener=_Rebalance(self, consumer))
+        site = await self._serve_web()
+        try:
+            await self._producer.start()
+            await consumer.start()
+            committer = asyncio.create_task(self._commit_every(consumer))
+            try:
+                await run_in_lanes(self._records(consumer, stop),
+                                   lambda r: lane_of(r.key, r.partition, self.lanes), self.lanes, self._handle)
+            finally:
+                committer.cancel()
+                await self.commit(consumer)  # what finished, never past what did not
+        finally:
+            await consumer.stop()
+            await self._producer.stop()  # flushes what is queued
+            await site.cleanup()
+
+    async def _records(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> AsyncIterator[ConsumerRecord]:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)
+            # The whole batch is open before any of it is handed on, so a rebalance waits for all of it.
+            for tp, records in batch.items():
+                for r in records:
+                    self._offsets.started(tp, r.offset)
+            if self._offsets.in_flight:
+                self._idle.clear()
+            for records in batch.values():
+                for r in records:
+                    yield r
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        await self._routes[record.topic](record)
+        self._offsets.finished(TopicPartition(record.topic, record.partition), record.offset)
+        if not self._offsets.in_flight:
+            self._idle.set()
+
+    async def commit(self, consumer: AIOKafkaConsumer) -> None:
+        positions = self._offsets.take()
+        if not positions:
+            return
+        try:
+            await consumer.commit(positions)
+        except AIOKafkaError as exc:  # e.g. a rebalance under way: the next commit carries them
+            self._offsets.retry(positions)
+            log.warning("commit failed, will retry", extra={"fields": {"error": type(exc).__name__}})
+
+    async def _commit_every(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL_S)
+            await self.commit(consumer)
+
+    async def release(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """Before partitions go to another member: finish what is in flight, commit, forget them."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_S)
+        except TimeoutError:
+            log.warning("records still in flight at rebalance", extra={"fields": {"open": self._offsets.in_flight}})
+        await self.commit(consumer)
+        self._offsets.forget(partitions)
+        if not self._offsets.in_flight:
+            self._idle.set()
+
+    async def _serve_web(self) -> web.AppRunner:
+        async def livez(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        async def readyz(request: web.Request) -> web.Response:
+            ok, detail = await self.health.readiness()
+            return web.json_response({"status": "ok" if ok else "unavailable", "checks": detail},
+                                     status=200 if ok else 503)
+
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=render_metrics(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+        app = web.Application()
+        app.router.add_get("/livez", livez)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.settings.bind_host, self.web_port).start()
+        return runner
 
 
-class _Consumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, app: StreamApp, consumer: AIOKafkaConsumer) -> None:
+        self._app, self._consumer = app, consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._app.rebalancing = True
+        await self._app.release(self._consumer, set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._app.assigned = True
+        self._app.rebalancing = False
 
 
-class _Transport(faust_aiokafka.Transport):
-    Consumer = _Consumer
-
-
-class StreamApp(faust.App):
-    """faust's App with the consumer's fetch wait under our control."""
-
-    fetch_max_wait_ms: int = 500
-    stream_lanes: int = 1
-    max_record_bytes: int = 0
-
-    def _new_transport(self) -> faust_aiokafka.Transport:
-        return _Transport(self.conf.broker_consumer, self)
-
-
-def run_worker(service: str, settings: SettingsT, build_app: Callable[[SettingsT], faust.App]) -> None:
+def run_worker(service: str, settings: SettingsT, build_app: Callable[[SettingsT], StreamApp]) -> None:
     """Entry point of a stream worker process: logging, tracing, the app, until SIGTERM/SIGINT."""
     setup_logging(settings.log_level, settings.log_format)
     setup_tracing(service)  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
-    # faust's consumer runs in its own thread and shares the GIL with the event loop; by default a
-    # thread keeps the GIL up to 5 ms while a ready Redis reply or ack waits. 0.5 ms: measured on
-    # care at 500 events/s, p99 POST -> score 370-1,110 ms before, 225-540 ms after (noisy 2-core VM).
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    worker = faust.Worker(build_app(settings), loglevel=settings.log_level, override_logging=False, quiet=True)
-    worker.execute_from_commandline()
+    app = build_app(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker started", extra={"fields": {"service": service, "group": app.group}})
+        await app.run(stop)
+        log.info("worker stopped", extra={"fields": {"service": service}})
+
+    try:
+        asyncio.run(main())
+    except Exception:
+        # A handler failed in a way no rule covers (a bug): stop rather than skip the record;
+        # its offset was not committed, so a restarted worker takes it up again.
+        log.exception("worker failed", extra={"fields": {"service": service}})
+        raise SystemExit(1) from None
 
 
-def make_stream_app(
-    settings: Settings,
-    name: str,
-    *,
-    web_port: int,
-    data_dir: Path,
-    health: HealthChecks,
-) -> faust.App:
-    """A faust app for consumer group ``name`` with health and metrics on ``web_port``.
-
-    Offsets are committed only after the agent has finished with an event, so a
-    worker killed mid-stream re-reads what it had not finished (at-least-once);
-    handlers make their output idempotent by deriving ids from the input.
-    """
-    app = StreamApp(
-        name,
-        broker=[f"kafka://{s}" for s in settings.kafka_servers],
-        # TLS / SASL from settings; faust passes them to its consumer, producer and admin client.
-        broker_credentials=faust_broker_credentials(settings),
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        datadir=str(data_dir),
-        web_enabled=True,
-        web_host=settings.bind_host,
-        web_port=web_port,
-        web_in_thread=False,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
-        broker_max_poll_interval=10.0,
-        broker_commit_every=100,
-        broker_commit_interval=1.0,
-        consumer_max_fetch_size=4 * 1024 * 1024,
-        producer_acks=-1,
-        producer_max_request_size=16 * 1024 * 1024,
-        stream_wait_empty=True,
-    )
-
-    app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
-    app.stream_lanes = settings.stream_lanes
-    app.max_record_bytes = settings.kafka_max_record_bytes
-    # Ready once the consumer group has settled: the first rebalance is complete and
-    # none is in progress (during one, no partition is being consumed).
-    health.add("kafka", lambda: app.rebalancing_count > 0 and not app.rebalancing)
-
-    @app.page("/livez")
-    async def livez(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def readyz(web: Any, request: Any) -> Any:
-        ok, detail = await health.readiness()
-        return web.json({"status": "ok" if ok else "unavailable", "checks": detail}, status=200 if ok else 503)
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(render_metrics(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    return app
+def make_stream_app(settings: Settings, name: str, *, web_port: int, health: HealthChecks) -> StreamApp:
+    """The stream app of consumer group ``name``, with health and metrics on ``web_port``."""
+    return StreamApp(settings, name, web_port=web_port, health=health)
 
 
 @dataclass(frozen=True)
@@ -168,7 +252,8 @@ Handler = Callable[[bytes | None, bytes, Headers], Awaitable[object]]
 # Dependencies being down (or the context keys being wrong) is not the record's fault:
 # retry, holding the partition, until the operator fixes it.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, KafkaError, ConnectionError, asyncio.TimeoutError, ContextCryptoError,
+    RedisConnectionError, RedisTimeoutError, KafkaError, AIOKafkaError, ConnectionError, asyncio.TimeoutError,
+    ContextCryptoError,
 )
 # RecursionError: JSON nested deeper than the interpreter's stack (a hostile or broken sender).
 PERMANENT: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, RecursionError)
@@ -184,16 +269,12 @@ _pending_acks: contextvars.ContextVar[list[Awaitable[Any]] | None] = contextvars
     "carepulse_pending_acks", default=None)
 
 
-def make_publisher(app: faust.App) -> Publish:
+def make_publisher(app: StreamApp) -> Publish:
     """A coroutine that publishes one record; acknowledged before the input is committed."""
-    topics: dict[str, faust.TopicT] = {}
 
     async def publish(rec: Outgoing) -> None:
-        topic = topics.get(rec.topic)
-        if topic is None:
-            topic = topics[rec.topic] = app.topic(rec.topic, value_serializer="raw", key_serializer="raw")
         # Outputs join the trace of the input being handled (see add_handler's span).
-        fut = await topic.send(key=rec.key.encode(), value=rec.value, headers=inject_kafka(rec.headers))
+        fut = await app.send(rec.topic, rec.key.encode(), rec.value, inject_kafka(rec.headers))
         owed = _pending_acks.get()
         if owed is None:
             await fut  # outside a handler: wait for this ack now
@@ -203,14 +284,8 @@ def make_publisher(app: faust.App) -> Publish:
     return publish
 
 
-def _headers(event: Any) -> Headers:
-    raw = getattr(event, "headers", None) or []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
-
-
 def add_handler(
-    app: faust.App,
+    app: StreamApp,
     source_topic: str,
     handler: Handler,
     *,
@@ -228,36 +303,34 @@ def add_handler(
     ok = records_total().labels(service, source_topic, "ok")
     invalid = records_total().labels(service, source_topic, "invalid")
     timer = processing_seconds().labels(service, source_topic)
+    max_bytes = app.max_record_bytes
 
-    async def dead_letter(event: Any, headers: Headers, reason: str, code: str = "processing",
+    async def dead_letter(record: ConsumerRecord, headers: Headers, reason: str, code: str = "processing",
                           truncate: bool = False) -> None:
-        msg = event.message
         outcome = operation_outcome([Issue(code, reason)])
-        event_id = header(headers, "event-id") or f"{msg.topic}:{msg.partition}:{msg.offset}"
-        dl_headers = deadletter_headers(outcome, source_name, event_id, origin_topic=msg.topic,
-                                        origin_offset=msg.offset, stage=service)
-        value = event.value or b""
+        event_id = header(headers, "event-id") or f"{record.topic}:{record.partition}:{record.offset}"
+        dl_headers = deadletter_headers(outcome, source_name, event_id, origin_topic=record.topic,
+                                        origin_offset=record.offset, stage=service)
+        value = record.value or b""
         if truncate and len(value) > DEADLETTER_KEEP_BYTES:
             dl_headers.append(("deadletter-truncated-from", str(len(value)).encode()))
             value = value[:DEADLETTER_KEEP_BYTES]
-        key = (event.key or b"").decode(errors="replace")
+        key = (record.key or b"").decode(errors="replace")
         direct = _pending_acks.set(None)  # the dead letter's own ack is awaited right here
         try:
             await publish(Outgoing(deadletter_topic, key, value, dl_headers))
         finally:
             _pending_acks.reset(direct)
         invalid.inc()
-        log.warning("record dead-lettered", extra={"fields": {"topic": msg.topic, "offset": msg.offset,
+        log.warning("record dead-lettered", extra={"fields": {"topic": record.topic, "offset": record.offset,
                                                               "reason": reason[:200]}})
 
-    max_bytes = getattr(app, "max_record_bytes", 0)
-
-    async def process(event: Any) -> None:
-        headers = _headers(event)
-        size = len(event.value or b"")
+    async def process(record: ConsumerRecord) -> None:
+        headers: Headers = list(record.headers or ())
+        size = len(record.value or b"")
         if max_bytes and size > max_bytes:
-            await dead_letter(event, headers, f"record is {size} bytes, more than the {max_bytes} allowed "
-                                              "(CAREPULSE_KAFKA_MAX_RECORD_BYTES)", code="too-long", truncate=True)
+            await dead_letter(record, headers, f"record is {size} bytes, more than the {max_bytes} allowed "
+                                               "(CAREPULSE_KAFKA_MAX_RECORD_BYTES)", code="too-long", truncate=True)
             return
         delay = 0.5
         while True:
@@ -266,7 +339,7 @@ def add_handler(
             token = _pending_acks.set(owed)
             try:
                 with consume_span(f"{service} {source_topic}", headers):
-                    await handler(event.key, event.value, headers)
+                    await handler(record.key, record.value or b"", headers)
                 await asyncio.gather(*owed)
                 ok.inc()
                 timer.observe(time.perf_counter() - started)
@@ -278,24 +351,9 @@ def add_handler(
                 delay = min(delay * 2, 10.0)
             except PERMANENT as exc:
                 await asyncio.gather(*owed, return_exceptions=True)
-                await dead_letter(event, headers, f"{type(exc).__name__}: {exc}")
+                await dead_letter(record, headers, f"{type(exc).__name__}: {exc}")
                 return
             finally:
                 _pending_acks.reset(token)
 
-    async def handle_then_ack(event: Any) -> None:
-        await process(event)
-        # Only now may faust commit this offset: it commits up to the first offset not yet
-        # acknowledged, so a record still waiting in another lane holds the commit back.
-        event.ack()
-
-    lanes = max(1, getattr(app, "stream_lanes", 1))
-
-    async def consume(stream: faust.StreamT) -> None:
-        # Lanes overlap the Redis and Kafka waits of different patients; each patient's
-        # records stay in one lane, in order, so results equal one-at-a-time handling.
-        await run_in_lanes(stream.noack().events(), lambda e: lane_of(e.key, e.message.partition, lanes),
-                           lanes, handle_then_ack)
-
-    source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
-    app.agent(source, name=f"{service}.{source_topic}")(consume)
+    app.route(source_topic, process)

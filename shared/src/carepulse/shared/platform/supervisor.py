@@ -115,8 +115,7 @@ class Platform:
         return {**os.environ, **self.extra_env,
                 "CAREPULSE_KAFKA_BOOTSTRAP_SERVERS": self.kafka or "", "CAREPULSE_REDIS_URL": self.redis or "",
                 "CAREPULSE_TOPIC_PREFIX": self.settings.topic_prefix,
-                **{k: str(v) for k, v in ports.items()},
-                f"CAREPULSE_{spec.name.upper()}_DATA_DIR": str(self.run_dir / spec.name)}
+                **{k: str(v) for k, v in ports.items()}}
 
     @property
     def ingestion_url(self) -> str:
