@@ -8,6 +8,7 @@ import signal
 
 from carepulse.inference.server import InferenceServer
 from carepulse.inference.settings import InferenceSettings
+from carepulse.shared.heap import freeze_startup_heap
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.tracing import setup_tracing
 
@@ -22,6 +23,7 @@ async def serve(settings: InferenceSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+        freeze_startup_heap()
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from carepulse.ingestion.intake import EntryResult, Intake
+from carepulse.shared.heap import freeze_startup_heap
 from carepulse.shared.topics import Topics
 
 # The Intake of a worker process (built once by the pool's initializer; it never publishes).
@@ -29,6 +30,7 @@ _worker_intake: Intake | None = None
 def _start_worker(topic_prefix: str, source_name: str, max_entries: int) -> None:
     global _worker_intake  # noqa: PLW0603 - one per worker process, set before any task runs
     _worker_intake = Intake(Topics.with_prefix(topic_prefix), None, source_name, max_entries)
+    freeze_startup_heap()
 
 
 def _ready() -> bool:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from carepulse.ingestion.api import create_app
 from carepulse.ingestion.settings import IngestionSettings
+from carepulse.shared.heap import freeze_startup_heap
 from carepulse.shared.kafka.producer import AsyncFhirProducer
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.tracing import setup_tracing
@@ -44,5 +45,7 @@ def tls_options(settings: IngestionSettings) -> dict[str, Any]:
 
 def serve(settings: IngestionSettings) -> None:
     """Serve until SIGTERM/SIGINT."""
-    uvicorn.run(build_app(settings), host=settings.bind_host, port=settings.ingestion_port, log_config=None,
+    app = build_app(settings)
+    freeze_startup_heap()
+    uvicorn.run(app, host=settings.bind_host, port=settings.ingestion_port, log_config=None,
                 access_log=False, lifespan="on", **tls_options(settings))

@@ -35,6 +35,7 @@ from carepulse.shared.context_crypto import ContextCryptoError
 from carepulse.shared.fhir.codec import Issue
 from carepulse.shared.fhir.outcome import operation_outcome
 from carepulse.shared.health import HealthChecks
+from carepulse.shared.heap import freeze_startup_heap
 from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
 from carepulse.shared.kafka.lanes import lane_of, run_in_lanes
@@ -210,6 +211,7 @@ def run_worker(service: str, settings: SettingsT, build_app: Callable[[SettingsT
     setup_logging(settings.log_level, settings.log_format)
     setup_tracing(service)  # exports spans only when CAREPULSE_OTLP_ENDPOINT is set
     app = build_app(settings)
+    freeze_startup_heap()
 
     async def main() -> None:
         stop = asyncio.Event()
