@@ -11,7 +11,9 @@ Cases (resources are the HL7 R4 vital-sign examples, cycled, ids varied):
 * the Bundle and bulk cases again with ``CAREPULSE_INGESTION_VALIDATION_PROCESSES=2`` (validation in two
   worker processes, off the server's event loop).
 Every resource is new (ids vary per case), so the dedupe store (Redis) is on the path as in production.
-The ratio is each case's resources/s over validation only.
+The ratio is each case's resources/s over validation only. This VM's speed drifts by up to a
+quarter within minutes, so validation alone is measured three times (first, between the inline
+and the pooled server, last) and the best of the three is the limit: ratios are conservative.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ def resources(n: int, tag: str = "") -> list[dict]:
     return [dict(docs[i % len(docs)], id=f"bench{tag}-{i}") for i in range(n)]
 
 
-def _row(case: str, count: int, elapsed: float, latencies: list[float], base: float | None) -> dict:
+def _row(case: str, count: int, elapsed: float, latencies: list[float]) -> dict:
+    """A result row; its ratio is filled in at the end, against the best validation-only rate."""
     rate = count / elapsed
     lat = sorted(latencies)
     return {"bench": "ingestion", "case": case, "throughput_per_s": round(rate, 1),
             "p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else None,
             "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
-            "ratio_vs_inprocess": round(rate / base, 2) if base else 1.0,
+            "ratio_vs_inprocess": None,
             "notes": "resources/s"}
 
 
@@ -124,25 +127,25 @@ async def bench_http(url: str, bodies: list[tuple[str, bytes]], clients: int, pe
         return count, time.perf_counter() - start, latencies
 
 
-def http_cases(url: str, base: float, tag: str, singles: bool = True) -> list[dict]:
+def http_cases(url: str, tag: str, singles: bool = True) -> list[dict]:
     """Single POSTs, Bundles of 100 and NDJSON bulk against the server at ``url``."""
     rows = []
     ids = "w" if tag else ""  # fresh resource ids per server (every resource is new)
     if singles:
         one = [("/fhir/Observation", json.dumps(d).encode()) for d in resources(20000, f"s{ids}")]
         n, el, lat = asyncio.run(bench_http(url, one, 16, 1))
-        rows.append(_row(f"HTTP POST /fhir/Observation, 16 clients{tag}", n, el, lat, base))
+        rows.append(_row(f"HTTP POST /fhir/Observation, 16 clients{tag}", n, el, lat))
     docs = resources(60000, f"b{ids}")
     bundles = [("/fhir", json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": d, "request": {"method": "PUT", "url": f"Observation/{d['id']}"}}
         for d in docs[i:i + 100]]}).encode()) for i in range(0, len(docs), 100)]
     n, el, lat = asyncio.run(bench_http(url, bundles, 8, 100))
-    rows.append(_row(f"HTTP POST /fhir batch of 100, 8 clients{tag}", n, el, lat, base))
+    rows.append(_row(f"HTTP POST /fhir batch of 100, 8 clients{tag}", n, el, lat))
     docs = resources(60000, f"n{ids}")
     ndjson = [("/fhir/$import", b"\n".join(json.dumps(d).encode() for d in docs[i:i + 1000]))
               for i in range(0, len(docs), 1000)]
     n, el, lat = asyncio.run(bench_http(url, ndjson, 4, 1000, "application/fhir+ndjson"))
-    rows.append(_row(f"HTTP POST /fhir/$import NDJSON, 1,000 lines/request, 4 clients{tag}", n, el, lat, base))
+    rows.append(_row(f"HTTP POST /fhir/$import NDJSON, 1,000 lines/request, 4 clients{tag}", n, el, lat))
     return rows
 
 
@@ -157,10 +160,9 @@ def run(out_dir: pathlib.Path) -> list[dict]:
     rows = []
     try:
         n, el = bench_validation(docs)
-        base = n / el
-        rows.append(_row("fhir.resources validation only (in-process limit)", n, el, [], None))
+        limits = [n / el]
         n, el = bench_intake(settings, docs)
-        rows.append(_row("intake core: validate + publish, acks awaited", n, el, [], base))
+        rows.append(_row("intake core: validate + publish, acks awaited", n, el, []))
 
         # Validation inline (the default), then in two worker processes: it is CPU-bound Python,
         # so inline one process uses at most one core.
@@ -174,10 +176,18 @@ def run(out_dir: pathlib.Path) -> list[dict]:
             url = f"http://127.0.0.1:{http_port}"
             wait_ready(url, server, 60, log)
             try:
-                rows += http_cases(url, base, f", {pool} validation processes" if pool else "", singles=not pool)
+                rows += http_cases(url, f", {pool} validation processes" if pool else "", singles=not pool)
             finally:
                 stop(server)
+            n, el = bench_validation(docs)
+            limits.append(n / el)
     finally:
         stop(broker)
         stop(redis)
-    return rows
+    base = max(limits)
+    for r in rows:
+        r["ratio_vs_inprocess"] = round(r["throughput_per_s"] / base, 2)
+    limit = {"bench": "ingestion", "case": "fhir.resources validation only (in-process limit)",
+             "throughput_per_s": round(base, 1), "p50_ms": None, "p99_ms": None, "ratio_vs_inprocess": 1.0,
+             "notes": "resources/s, one core; best of " + ", ".join(f"{x:.0f}" for x in limits)}
+    return [limit, *rows]

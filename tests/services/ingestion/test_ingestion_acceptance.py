@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from carepulse.ingestion.offload import SPLIT_BUNDLE_BYTES
 from carepulse.shared.fhir.codec import parse_resource
 from carepulse.shared.testing.topics import TopicReader
 from carepulse.shared.topics import Topics
@@ -62,15 +63,24 @@ def test_batch_with_invalid_entries_names_exactly_those(client: TestClient, topi
     path = sorted((fhir_data / "synthea").glob("Bibi*.json"))[0]
     bundle = json.loads(path.read_bytes())
     obs_at = [i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Observation"]
-    broken = obs_at[2]
-    bundle["entry"][broken]["resource"]["code"] = "not a CodeableConcept"
-    r = client.post("/fhir", content=json.dumps(bundle), headers=FHIR)
+    # One broken entry in each half: with the validation pool the Bundle is split between workers.
+    imm = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Immunization")
+    broken = {imm: "vaccineCode", obs_at[-2]: "code"}
+    for i, element in broken.items():
+        bundle["entry"][i]["resource"][element] = "not a CodeableConcept"
+    body = json.dumps(bundle)
+    assert len(body) > SPLIT_BUNDLE_BYTES and imm < len(bundle["entry"]) // 2 < obs_at[-2]
+    r = client.post("/fhir", content=body, headers={**FHIR, "Prefer": "return=representation"})
     assert r.status_code == 200
     entries = r.json()["entry"]
     bad = [i for i, e in enumerate(entries) if not e["response"]["status"].startswith("2")]
-    assert bad == [broken]
-    exprs = {x for i in entries[broken]["response"]["outcome"]["issue"] for x in i.get("expression", [])}
-    assert f"Bundle.entry[{broken}].resource.code" in exprs
+    assert bad == sorted(broken)
+    for i, element in broken.items():
+        exprs = {x for issue in entries[i]["response"]["outcome"]["issue"] for x in issue.get("expression", [])}
+        assert f"Bundle.entry[{i}].resource.{element}" in exprs
+    last = obs_at[-1]  # a valid entry of the second half comes back whole, as published
+    assert entries[last]["resource"]["code"] == bundle["entry"][last]["resource"]["code"]
+    assert entries[last]["resource"]["id"] == entries[last]["response"]["location"].split("/")[1]
     recs = topic_reader.read(topics.observation, at_least=len(obs_at) - 1, settle=0.5)
     assert len(recs) == len(obs_at) - 1
 

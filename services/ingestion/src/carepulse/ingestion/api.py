@@ -43,7 +43,6 @@ from carepulse.ingestion.probe import TopicProbe
 from carepulse.ingestion.settings import IngestionSettings
 from carepulse.shared.fhir.codec import FHIR_JSON, FhirValidationError, Issue
 from carepulse.shared.fhir.outcome import operation_outcome
-from carepulse.shared.fhir.references import patient_key
 from carepulse.shared.health import HealthChecks
 from carepulse.shared.kafka.producer import Publisher
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
@@ -154,12 +153,6 @@ def _first_issue_code(response: Response) -> str | None:
         return None
 
 
-def _patient_of(a: Accepted) -> str | None:
-    if a.route is not None and a.route.key.startswith("Patient/"):
-        return a.route.key
-    return patient_key(a.resource)
-
-
 def _authenticator(settings: IngestionSettings) -> Authenticator | None:
     if not settings.auth_enabled:
         return None
@@ -242,7 +235,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
 
     def note_accepted(t: AuditTrail, accepted: list[Accepted]) -> None:
         for a in accepted:
-            t.add(a.reference, _patient_of(a))
+            t.add(a.reference, a.patient_ref())
 
     def count(outcome: str, n: int = 1, topic: str = "-") -> None:
         if n:
@@ -283,7 +276,7 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
             resp["outcome"] = operation_outcome(a.issues)
         entry: dict[str, Any] = {"response": resp}
         if prefer == "representation":
-            entry["resource"] = a.resource
+            entry["resource"] = a.document()
         return entry
 
     @app.get("/livez")
@@ -313,15 +306,14 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
         started = time.perf_counter()
         try:
             raw = await _read_body(request, settings.ingestion_max_body_bytes)
-            doc = jsonio.loads(raw)
-            if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
-                raise FhirValidationError([Issue("invalid", "POST to the base URL takes a Bundle", "resourceType")])
-            if doc.get("type") == "transaction":
+            work = await validation.bundle(raw, _event_id(request), request.headers.get("traceparent"))
+            if work.type == "transaction":
                 t.interaction = "transaction"
-            # Every entry's type and method against the scopes, before anything is validated or published.
-            principal.require_all(_bundle_interactions(doc))
-            btype, results = await validation.bundle_entries(doc, _event_id(request),
-                                                             request.headers.get("traceparent"))
+            # Every entry's type and method against the scopes, before any result is used or published.
+            principal.require_all(work.interactions)
+            if work.error is not None:
+                raise work.error
+            btype, results = str(work.type), work.results
             bad = [r for r in results if r.accepted is None]
             count("invalid", len(bad))
             t.rejected = len(bad)
@@ -489,22 +481,6 @@ def create_app(settings: IngestionSettings, producer: Publisher) -> FastAPI:
                              lambda p, t: create_or_update(request, rtype, rid, p, t))
 
     return app
-
-
-def _bundle_interactions(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(where, resource type, interaction) of each entry: POST is create, PUT update. Entries without a
-    resource or with another method are left to validation, which rejects them."""
-    out = []
-    entries = bundle.get("entry")
-    for i, e in enumerate(entries if isinstance(entries, list) else []):
-        res = e.get("resource") if isinstance(e, dict) else None
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            continue
-        request = e.get("request") if isinstance(e.get("request"), dict) else {}
-        method = str(request.get("method", "POST")).upper()
-        if method in ("POST", "PUT"):
-            out.append((f"Bundle.entry[{i}]", res["resourceType"], "c" if method == "POST" else "u"))
-    return out
 
 
 async def _lines(request: Request, limit: int, max_line: int) -> AsyncIterator[bytes]:

@@ -15,7 +15,7 @@ from carepulse.ingestion import jsonio
 from carepulse.ingestion.dedupe import SeenStore, TopicProbe
 from carepulse.ingestion.routing import Route, route
 from carepulse.shared.fhir.codec import FhirValidationError, Issue, validate_document
-from carepulse.shared.fhir.references import rewrite_references
+from carepulse.shared.fhir.references import patient_key, rewrite_references
 from carepulse.shared.kafka.headers import fhir_headers, stable_id
 from carepulse.shared.kafka.producer import OutRecord, Publisher
 from carepulse.shared.topics import Topics
@@ -45,6 +45,31 @@ class Accepted:
     issues: list[Issue] = field(default_factory=list)
     traceparent: str | None = None
     duplicate: bool = False  # published before (same event): acknowledged, not published again
+    full: bool = True  # False: ``resource`` keeps only type, id and meta (see slim)
+    patient: str | None = None  # the patient reference, kept by slim
+
+    def slim(self) -> None:
+        """Keep of the document only what the server reads (type, id, version, patient).
+
+        A validation worker process sends its results back pickled: unpickling whole documents
+        would cost the server more than anything else it does. ``raw`` still holds the
+        resource exactly as it is published."""
+        meta = self.resource.get("meta")
+        kept: dict[str, Any] = {"resourceType": self.resource["resourceType"], "id": self.resource["id"]}
+        if isinstance(meta, dict):
+            kept["meta"] = {k: v for k, v in meta.items() if k in ("versionId", "lastUpdated")}
+        self.patient = patient_key(self.resource)
+        self.resource, self.full = kept, False
+
+    def document(self) -> dict[str, Any]:
+        """The whole resource (decoded again from ``raw`` when slimmed)."""
+        return self.resource if self.full else jsonio.loads(self.raw)
+
+    def patient_ref(self) -> str | None:
+        """The patient this resource is about (its Kafka key when that is a Patient), or None."""
+        if self.route is not None and self.route.key.startswith("Patient/"):
+            return self.route.key
+        return patient_key(self.resource) if self.full else self.patient
 
     @property
     def reference(self) -> str:
@@ -66,6 +91,42 @@ class EntryResult:
     accepted: Accepted | None = None
     issues: list[Issue] = field(default_factory=list)
     status: str = "400 Bad Request"
+
+
+@dataclass
+class BundleWork:
+    """A Bundle (or one slice of its entries) validated: its type as sent, the interactions its
+    entries ask for (checked against the sender's scopes before anything else is used), and the
+    entry results, or the error that rejects the whole Bundle."""
+
+    type: str | None
+    interactions: list[tuple[str, str, str]]
+    results: list[EntryResult] = field(default_factory=list)
+    error: FhirValidationError | None = None
+
+
+def read_bundle(raw: bytes) -> dict[str, Any]:
+    """The JSON of a Bundle body; raises FhirValidationError for anything else."""
+    doc = jsonio.loads(raw)
+    if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
+        raise FhirValidationError([Issue("invalid", "POST to the base URL takes a Bundle", "resourceType")])
+    return doc
+
+
+def bundle_interactions(bundle: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(where, resource type, interaction) of each entry: POST is create, PUT update. Entries without a
+    resource or with another method are left to validation, which rejects them."""
+    out = []
+    entries = bundle.get("entry")
+    for i, e in enumerate(entries if isinstance(entries, list) else []):
+        res = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            continue
+        request = e.get("request") if isinstance(e.get("request"), dict) else {}
+        method = str(request.get("method", "POST")).upper()
+        if method in ("POST", "PUT"):
+            out.append((f"Bundle.entry[{i}]", res["resourceType"], "c" if method == "POST" else "u"))
+    return out
 
 
 def _prefix(issues: list[Issue], resource_type: str, prefix: str) -> list[Issue]:
@@ -154,6 +215,24 @@ class Intake:
         """Validate a batch/transaction Bundle entry by entry, Bundle-local references resolved."""
         btype, entries, local = self.prepare_bundle(bundle)
         return btype, self.entry_results(entries, local, 0, event_id, traceparent)
+
+    def bundle_work(self, bundle: dict[str, Any], event_id: str | None, traceparent: str | None,
+                    part: int = 0, parts: int = 1) -> BundleWork:
+        """Validate slice ``part`` of ``parts`` of a Bundle's entries (the interactions come with
+        part 0). Every slice prepares the whole Bundle (ids, local references) the same way, so
+        slices can be validated in different processes from the same bytes."""
+        btype = bundle.get("type")
+        work = BundleWork(btype if isinstance(btype, str) else None,
+                          bundle_interactions(bundle) if part == 0 else [])
+        try:
+            _, entries, local = self.prepare_bundle(bundle)
+        except FhirValidationError as e:
+            work.error = e
+            return work
+        step = max(1, -(-len(entries) // parts))
+        start = part * step
+        work.results = self.entry_results(entries[start:start + step], local, start, event_id, traceparent)
+        return work
 
     def entry_results(self, entries: list[Any], local: dict[str, str], start: int, event_id: str | None,
                       traceparent: str | None) -> list[EntryResult]:

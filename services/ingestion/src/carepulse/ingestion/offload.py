@@ -2,13 +2,15 @@
 
 Validating FHIR with fhir.resources is ~85 % of ingestion's CPU and pure Python, so one
 process uses one core at most, and while it validates a large Bundle its event loop serves
-nobody. With ``CAREPULSE_INGESTION_VALIDATION_PROCESSES`` > 0, Bundle entries and NDJSON
-chunks are validated in that many worker processes, each request split in one slice per
-worker: entries or lines go in, the accepted resources (document, canonical bytes, route,
-event ids) or the issues come back. Work is spread per request, not per connection, so a
-few senders with large Bundles or long uploads still use every core. Publishing, dedupe,
-auditing and HTTP stay in the one server process. With 0 (the default) the same steps run
-inline, exactly as before.
+nobody. With ``CAREPULSE_INGESTION_VALIDATION_PROCESSES`` > 0, Bundles and NDJSON chunks are
+validated in that many worker processes. A Bundle goes as the bytes it arrived in: the
+server does not parse it. A large one goes to every worker, each parsing and preparing the
+whole Bundle (cheap next to validation) and validating its own slice of the entries, so one
+large Bundle still uses every core; a small one goes whole to one worker. NDJSON chunks are
+split in one slice of lines per worker. What comes back is lean: per entry the bytes to
+publish, the route, the event ids and the document's type/id/version, or the issues.
+Publishing, dedupe, auditing and HTTP stay in the one server process. With 0 (the default)
+the same steps run inline.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from carepulse.ingestion.intake import EntryResult, Intake
+from carepulse.ingestion.intake import BundleWork, EntryResult, Intake, read_bundle
 from carepulse.shared.heap import freeze_startup_heap
 from carepulse.shared.topics import Topics
 
+# Below this size a Bundle goes whole to one worker: splitting it would cost each worker a
+# parse of the whole body for a slice of a few entries (~25 vital signs fit in 64 KiB).
+SPLIT_BUNDLE_BYTES = 64 * 1024
 # The Intake of a worker process (built once by the pool's initializer; it never publishes).
 _worker_intake: Intake | None = None
 
@@ -38,21 +43,24 @@ def _ready() -> bool:
     return _worker_intake is not None
 
 
-def _entries_in_worker(entries: list[Any], local: dict[str, str], start: int, event_id: str | None,
-                       traceparent: str | None) -> list[EntryResult]:
-    assert _worker_intake is not None
-    results = _worker_intake.entry_results(entries, local, start, event_id, traceparent)
+def _slimmed(results: list[EntryResult]) -> list[EntryResult]:
     for r in results:
         if r.accepted is not None:
-            # The server holds the same prepared document (validation does not change it):
-            # sending it back would cost more to unpickle there than anything else it does.
-            r.accepted.resource = {}
+            r.accepted.slim()
     return results
+
+
+def _bundle_in_worker(raw: bytes, event_id: str | None, traceparent: str | None, part: int,
+                      parts: int) -> BundleWork:
+    assert _worker_intake is not None
+    work = _worker_intake.bundle_work(read_bundle(raw), event_id, traceparent, part, parts)
+    _slimmed(work.results)
+    return work
 
 
 def _lines_in_worker(lines: list[bytes], event_ids: list[str | None]) -> list[EntryResult]:
     assert _worker_intake is not None
-    return [_worker_intake.accept_line(line, "", eid) for line, eid in zip(lines, event_ids, strict=True)]
+    return _slimmed([_worker_intake.accept_line(line, "", eid) for line, eid in zip(lines, event_ids, strict=True)])
 
 
 class Validation:
@@ -83,18 +91,17 @@ class Validation:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def bundle_entries(self, doc: dict[str, Any], event_id: str | None,
-                             traceparent: str | None) -> tuple[str, list[EntryResult]]:
-        """``Intake.bundle_entries`` of the Bundle ``doc``: prepared here (ids, local references),
-        its entries then validated in slices, one per worker, so one large Bundle uses every core."""
+    async def bundle(self, raw: bytes, event_id: str | None, traceparent: str | None) -> BundleWork:
+        """The Bundle body ``raw`` validated (``Intake.bundle_work``); raises FhirValidationError
+        when it is not a Bundle's JSON."""
         if self._pool is None:
-            return self._intake.bundle_entries(doc, event_id, traceparent)
-        btype, entries, local = self._intake.prepare_bundle(doc)
-        results = await self._spread(_entries_in_worker, entries, local, event_id, traceparent)
-        for entry, r in zip(entries, results, strict=True):
-            if r.accepted is not None:
-                r.accepted.resource = entry["resource"]
-        return btype, results
+            return self._intake.bundle_work(read_bundle(raw), event_id, traceparent)
+        parts = 1 if len(raw) < SPLIT_BUNDLE_BYTES else self._processes
+        works = await asyncio.gather(*(self._run(_bundle_in_worker, raw, event_id, traceparent, k, parts)
+                                       for k in range(parts)))
+        work = works[0]
+        work.results = [r for w in works for r in w.results]
+        return work
 
     async def accept_lines(self, lines: list[bytes], event_ids: list[str | None]) -> list[EntryResult]:
         """``Intake.accept_line`` of each NDJSON line, in order; the chunk is split over the workers."""
@@ -107,10 +114,3 @@ class Validation:
 
     def _step(self, n: int) -> int:
         return max(1, -(-n // self._processes))
-
-    async def _spread(self, fn: Any, entries: list[Any], local: dict[str, str], event_id: str | None,
-                      traceparent: str | None) -> list[EntryResult]:
-        step = self._step(len(entries))
-        parts = await asyncio.gather(*(self._run(fn, entries[i:i + step], local, i, event_id, traceparent)
-                                       for i in range(0, len(entries), step)))
-        return [r for part in parts for r in part]
