@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from carepulse.shared.kafka.headers import fhir_headers, stable_id
-from carepulse.shared.kafka.producer import FhirProducer, make_producer
+from carepulse.shared.kafka.producer import FhirProducer, KeyPartitioner, make_producer
 from carepulse.shared.settings import Settings
 from carepulse.shared.testing.topics import TopicReader
 from carepulse.shared.topics import Topics
@@ -48,3 +48,15 @@ def test_stable_ids_are_uuid5_of_the_joined_parts() -> None:
 
     for parts in [("Observation", "hr-1", "h", "ab" * 32), ("Patient", "ünïcødé", "v", "3"), ("",), ("a", "")]:
         assert stable_id(*parts) == str(uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts)))
+
+
+def test_key_partitioner_places_keys_where_kafkas_default_partitioner_does() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    ours, kafkas = KeyPartitioner(remembered=16), DefaultPartitioner()
+    for n in (1, 3, 12):
+        parts = list(range(n))
+        for i in range(200):  # more keys than it remembers: hits and misses both checked
+            key = f"Patient/{i % 40}-{i}".encode() if i % 2 else f"Patient/{i % 7}".encode()
+            assert ours(key, parts, parts) == kafkas(key, parts, parts)
+    assert ours(None, [0, 1, 2], [2]) == 2  # keyless: an available partition

@@ -40,6 +40,7 @@ from carepulse.shared.kafka.deadletter import deadletter_headers
 from carepulse.shared.kafka.headers import Headers, header
 from carepulse.shared.kafka.lanes import lane_of, run_in_lanes
 from carepulse.shared.kafka.offsets import OffsetTracker
+from carepulse.shared.kafka.producer import KeyPartitioner
 from carepulse.shared.kafka.security import kafka_client_security
 from carepulse.shared.logs import setup_logging
 from carepulse.shared.metrics import processing_seconds, records_total, render_metrics
@@ -107,7 +108,7 @@ class StreamApp:
             auto_offset_reset="earliest", fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             session_timeout_ms=6000, heartbeat_interval_ms=1000, max_partition_fetch_bytes=MAX_FETCH_BYTES,
             **security)
-        self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all",
+        self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", partitioner=KeyPartitioner(),
                                           max_request_size=MAX_REQUEST_BYTES, **security)
         consumer.subscribe(list(self._routes), listener=_Rebalance(self, consumer))
         site = await self._serve_web()
