@@ -1,14 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from kafka import KafkaProducer
 
 from carepulse.ingestion.api import create_app
 from carepulse.ingestion.settings import IngestionSettings
 from carepulse.shared.kafka.producer import AsyncFhirProducer
 from carepulse.shared.settings import Settings
+from carepulse.shared.topics import Topics
 
 
 def _client(settings: Settings, **extra: object) -> Iterator[TestClient]:
@@ -46,3 +49,23 @@ def make_client(settings: Settings):  # type: ignore[no-untyped-def]
     for gen in made:
         for _ in gen:
             pass
+
+
+
+@pytest.fixture
+def send_inbound(settings: Settings, topics: Topics) -> Callable[..., None]:
+    """Put values on this test's inbound topic (one patient's key), then wait until the given
+    ingestion client is ready, i.e. its inbound consumer has joined and reads them."""
+
+    def send(client: TestClient, values: Iterable[bytes], headers: list[tuple[str, bytes]] | None = None) -> None:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_servers)
+        for value in values:
+            producer.send(topics.inbound, key=b"Patient/example", value=value, headers=headers or [])
+        producer.flush()
+        producer.close()
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").text
+            time.sleep(0.2)
+
+    return send

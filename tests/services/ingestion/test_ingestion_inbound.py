@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 
 from carepulse.shared.settings import Settings
 from carepulse.shared.testing.topics import TopicReader
@@ -17,23 +17,16 @@ from carepulse.shared.topics import Topics
 pytestmark = pytest.mark.integration
 
 
-def test_inbound_records_are_routed_or_dead_lettered(make_client, settings: Settings, topics: Topics,  # type: ignore[no-untyped-def]
+def test_inbound_records_are_routed_or_dead_lettered(make_client, send_inbound, settings: Settings,  # type: ignore[no-untyped-def]
+                                                     topics: Topics,
                                                      topic_reader: TopicReader, fhir_data: Path) -> None:
     client = make_client(ingestion_consume_inbound=True, ingestion_consumer_group=f"{topics.inbound}-g")
     heart = (fhir_data / "hl7-r4-official-examples" / "observation-example-heart-rate.json").read_bytes()
     bad = b'{"resourceType":"Observation","status":["final"]}'
     lines = (fhir_data / "synthea-bulk-10-patients-ndjson" / "Condition.000.ndjson").read_bytes().splitlines()[:5]
     ndjson = b"\n".join([*lines, b'{"resourceType":"Nope"}'])
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers)
-    for value in (heart, bad, ndjson, heart):  # the second heart-rate is the same event: published once
-        producer.send(topics.inbound, key=b"Patient/example", value=value, headers=[("source", b"ehr")])
-    producer.flush()
-    producer.close()
-
-    deadline = time.monotonic() + 30
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").text
-        time.sleep(0.2)
+    # The second heart-rate is the same event: published once.
+    send_inbound(client, (heart, bad, ndjson, heart), headers=[("source", b"ehr")])
     assert client.get("/readyz").json()["checks"]["inbound-consumer"] == "ok"
     obs = topic_reader.read(topics.observation, at_least=1, timeout=30, settle=0.5)
     assert [r.value for r in obs] == [heart]

@@ -5,13 +5,10 @@ Nothing stops the consumer."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
-from carepulse.shared.settings import Settings
 from carepulse.shared.testing.topics import TopicReader
 from carepulse.shared.topics import Topics
 
@@ -27,23 +24,15 @@ def padded(resource: dict, size: int) -> bytes:
 
 
 def test_inbound_records_over_the_limits_are_dead_lettered_with_the_reason(
-        make_client, settings: Settings, topics: Topics, topic_reader: TopicReader, fhir_data: Path) -> None:  # type: ignore[no-untyped-def]
+        make_client, send_inbound, topics: Topics, topic_reader: TopicReader,  # type: ignore[no-untyped-def]
+        fhir_data: Path) -> None:
     client = make_client(ingestion_consume_inbound=True, ingestion_consumer_group=f"{topics.inbound}-g",
                          ingestion_max_body_bytes=LIMIT)
     heart = json.loads((fhir_data / "hl7-r4-official-examples" / "observation-example-heart-rate.json").read_bytes())
     at_limit = padded(heart, LIMIT)
     over = padded({**heart, "id": "too-big"}, 3 * LIMIT)
     deep = b'{"resourceType":"Observation","extension":' + b"[" * 1100 + b"]" * 1100 + b"}"
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers)
-    for value in (over, deep, at_limit):
-        producer.send(topics.inbound, key=b"Patient/example", value=value)
-    producer.flush()
-    producer.close()
-
-    deadline = time.monotonic() + 30
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").text
-        time.sleep(0.2)
+    send_inbound(client, (over, deep, at_limit))
     routed = topic_reader.read(topics.observation, at_least=1, timeout=30, settle=0.5)
     assert [r.json()["id"] for r in routed] == ["heart-rate"]
     dead = topic_reader.read(topics.deadletter, at_least=2, timeout=15, settle=0.5)
